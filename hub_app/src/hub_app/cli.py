@@ -1,0 +1,389 @@
+"""``hub-app``: the operator's command for the hub.
+
+Exit status: 0 on success; 1 when the hub refused or could not be reached, a server
+did not reach the wanted state, or input was refused; 2 for usage errors and
+unusable settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .api import HubAPIError, HubClient, HubConnectionError, ServerWaitError, server_state
+from .passwords import hash_password
+from .settings import (
+    DEFAULT_SETTINGS_PATH,
+    SettingsError,
+    check_username,
+    load_settings,
+    read_secret_file,
+)
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# 32 URL-safe characters, about 192 bits.
+_GENERATED_PASSWORD_BYTES = 24
+
+
+class CommandError(Exception):
+    """A failure to report as ``error: <message>`` with exit status 1."""
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> HubClient:
+    """Build an API client from --url/--token-file, falling back to the settings file.
+
+    Raises:
+        SettingsError: If the settings file is needed and unusable.
+    """
+    api_url = args.url
+    token_file = args.token_file
+    if api_url is None or token_file is None:
+        settings = load_settings(args.settings)
+        api_url = api_url or settings.hub_api_url
+        token_file = token_file or settings.api_client.token_file
+    setting = "--token-file" if args.token_file else "api_client.token_file"
+    return HubClient(api_url, read_secret_file(token_file, setting), timeout=args.http_timeout)
+
+
+def _print_table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    for row in (headers, *rows):
+        line = "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line.rstrip(), file=out)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    print()
+
+
+def _write_private_file(path: Path, content: str, *, exclusive: bool) -> None:
+    """Write a file that only its owner can read.
+
+    With ``exclusive`` the file is created with O_EXCL, so an existing file is never
+    touched (FileExistsError). Without it the content goes to a private temporary
+    file that then replaces ``path``, so readers never see half a file.
+    """
+    if exclusive:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        return
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _read_credentials_password(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key == "password" and value:
+            return value
+    raise CommandError(f"{path} has no 'password: ' line; remove it to generate new credentials")
+
+
+# --- commands -----------------------------------------------------------------------
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        users = sorted(client.iter_users(), key=lambda user: user["name"])
+    if args.json:
+        _print_json(users)
+        return EXIT_OK
+    rows = [
+        (
+            user["name"],
+            "yes" if user.get("admin") else "no",
+            server_state(user),
+            user.get("last_activity") or "never",
+        )
+        for user in users
+    ]
+    _print_table(rows, ("NAME", "ADMIN", "SERVER", "LAST ACTIVITY"), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_server_start(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if server_state(client.get_user(args.user)) == "ready":
+            print(f"{args.user}: already ready")
+            return EXIT_OK
+        status = client.start_server(args.user)
+        if args.wait:
+            client.wait_for_server(args.user, "ready", args.timeout)
+            print(f"{args.user}: ready")
+        else:
+            print(f"{args.user}: {'ready' if status == 201 else 'pending'}")
+    return EXIT_OK
+
+
+def cmd_server_stop(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.stop_server(args.user)
+        if args.wait and status != 204:
+            client.wait_for_server(args.user, "stopped", args.timeout)
+            status = 204
+    print(f"{args.user}: {'stopped' if status == 204 else 'pending'}")
+    return EXIT_OK
+
+
+def cmd_proxy_routes(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        routes = client.get_routes()
+    if args.json:
+        _print_json(routes)
+        return EXIT_OK
+    rows = []
+    for spec, route in sorted(routes.items()):
+        data = route.get("data") or {}
+        user = "(hub)" if data.get("hub") else data.get("user", "")
+        rows.append((spec, route.get("target", ""), user, data.get("server_name", "")))
+    _print_table(rows, ("ROUTE", "TARGET", "USER", "SERVER"), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        model = client.create_token(
+            args.user, note=args.note, expires_in=args.expires_in, scopes=args.scope
+        )
+    print(model["token"])
+    return EXIT_OK
+
+
+def _read_new_password(stdin: TextIO) -> str:
+    if stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords do not match")
+    else:
+        # Only the line ending is dropped: spaces may be part of a password.
+        password = stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CommandError("refusing an empty password")
+    return password
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    print(hash_password(_read_new_password(sys.stdin)))
+    return EXIT_OK
+
+
+def cmd_init_credentials(args: argparse.Namespace) -> int:
+    try:
+        check_username(args.user, "--user")
+    except SettingsError as e:
+        raise CommandError(str(e)) from None
+    credentials = Path(args.credentials_file)
+    hash_file = Path(args.hash_file)
+    if credentials.exists():
+        if hash_file.exists():
+            print("unchanged")
+            return EXIT_OK
+        # The hash can be rebuilt from the stored password, so a lost hash file
+        # does not force a new password on the user.
+        password = _read_credentials_password(credentials)
+        _write_private_file(hash_file, hash_password(password) + "\n", exclusive=False)
+        print("repaired")
+        return EXIT_OK
+    password = secrets.token_urlsafe(_GENERATED_PASSWORD_BYTES)
+    _write_private_file(
+        credentials, f"username: {args.user}\npassword: {password}\n", exclusive=True
+    )
+    try:
+        _write_private_file(hash_file, hash_password(password) + "\n", exclusive=False)
+    except BaseException:
+        # Without its hash the password is useless; removing it lets a rerun retry
+        # instead of reporting `unchanged` forever.
+        credentials.unlink()
+        raise
+    print("created")
+    return EXIT_OK
+
+
+def cmd_check_settings(args: argparse.Namespace) -> int:
+    load_settings(args.path)
+    print("ok")
+    return EXIT_OK
+
+
+# --- argument parsing ---------------------------------------------------------------
+
+
+def _positive_number(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``hub-app`` argument parser.
+
+    Returns:
+        The parser; each subcommand sets ``func`` to the function that runs it.
+    """
+    parser = argparse.ArgumentParser(
+        prog="hub-app",
+        description="Operate the JupyterHub deployed by this bundle.",
+    )
+    parser.add_argument(
+        "--settings",
+        default=DEFAULT_SETTINGS_PATH,
+        metavar="PATH",
+        help=f"hub_app settings file (default: {DEFAULT_SETTINGS_PATH}); supplies the hub "
+        "URL and the API token file",
+    )
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="hub API URL, overriding the settings (e.g. http://127.0.0.1:8081/hub/api)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the API token (mode 0600), overriding api_client.token_file",
+    )
+    parser.add_argument(
+        "--http-timeout",
+        type=_positive_number,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for each HTTP response (default: 30)",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    users = commands.add_parser("users", help="inspect users").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    users_list = users.add_parser("list", help="list users and the state of their server")
+    users_list.add_argument("--json", action="store_true", help="print the hub's user models")
+    users_list.set_defaults(func=cmd_users_list)
+
+    server = commands.add_parser("server", help="start or stop a user's server").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    start = server.add_parser("start", help="start a user's default server")
+    stop = server.add_parser("stop", help="stop a user's default server")
+    for action, func, default_timeout in (
+        (start, cmd_server_start, 120.0),
+        (stop, cmd_server_stop, 60.0),
+    ):
+        action.add_argument("user", metavar="USER")
+        action.add_argument("--wait", action="store_true", help="wait until it is done")
+        action.add_argument(
+            "--timeout",
+            type=_positive_number,
+            default=default_timeout,
+            metavar="S",
+            help=f"seconds --wait waits (default: {default_timeout:g})",
+        )
+        action.set_defaults(func=func)
+
+    proxy = commands.add_parser("proxy", help="inspect the proxy").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    routes = proxy.add_parser("routes", help="show the proxy's routing table")
+    routes.add_argument("--json", action="store_true", help="print the hub's route models")
+    routes.set_defaults(func=cmd_proxy_routes)
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    create = token.add_parser("create", help="create a token owned by USER; prints only the token")
+    create.add_argument("user", metavar="USER")
+    create.add_argument("--note", help="note shown in the user's token list")
+    create.add_argument("--expires-in", type=_positive_int, metavar="SECONDS", help="lifetime")
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="S",
+        help="limit the token to this scope (repeatable; default: all of the user's own)",
+    )
+    create.set_defaults(func=cmd_token_create)
+
+    hashing = commands.add_parser(
+        "hash-password",
+        help="print the scrypt hash of a password (first line of stdin, or prompted twice)",
+    )
+    hashing.set_defaults(func=cmd_hash_password)
+
+    init = commands.add_parser(
+        "init-credentials",
+        help="generate a password and its hash into two 0600 files, once; prints "
+        "created, repaired or unchanged",
+    )
+    init.add_argument("--user", required=True, metavar="NAME")
+    init.add_argument("--credentials-file", required=True, metavar="PATH")
+    init.add_argument("--hash-file", required=True, metavar="PATH")
+    init.set_defaults(func=cmd_init_credentials)
+
+    check = commands.add_parser(
+        "check-settings", help="validate a settings file; prints ok or the error (exit 2)"
+    )
+    check.add_argument("path", metavar="PATH")
+    check.set_defaults(func=cmd_check_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hub-app``.
+
+    Args:
+        argv: Arguments without the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 success, 1 failure, 2 usage or settings error.
+    """
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SettingsError as e:
+        print(f"settings error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except HubAPIError as e:
+        print(f"error: {e.status} {e.reason}: {e.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except (HubConnectionError, ServerWaitError, CommandError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except FileExistsError as e:
+        print(f"error: {e.filename} appeared while writing; run again", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:
+        print(f"error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

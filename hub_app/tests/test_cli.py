@@ -1,0 +1,221 @@
+"""CLI commands that need no running hub."""
+
+from __future__ import annotations
+
+import io
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from hub_app import cli
+from hub_app.passwords import verify_password
+
+
+class FakeStdin(io.StringIO):
+    def __init__(self, text: str, tty: bool) -> None:
+        super().__init__(text)
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- hash-password ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["s3cret pw\nsecond line ignored\n", "s3cret pw\r\n", "s3cret pw"])
+def test_hash_password_from_stdin(monkeypatch, capsys, text):
+    monkeypatch.setattr("sys.stdin", FakeStdin(text, tty=False))
+    code, out, err = run(capsys, "hash-password")
+    assert code == 0, err
+    encoded = out.strip()
+    assert out.count("\n") == 1
+    assert verify_password("s3cret pw", encoded)
+
+
+def test_hash_password_keeps_spaces(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", FakeStdin(" pw \n", tty=False))
+    code, out, _ = run(capsys, "hash-password")
+    assert code == 0
+    assert verify_password(" pw ", out.strip())
+
+
+@pytest.mark.parametrize("text", ["", "\n"])
+def test_hash_password_refuses_empty(monkeypatch, capsys, text):
+    monkeypatch.setattr("sys.stdin", FakeStdin(text, tty=False))
+    code, out, err = run(capsys, "hash-password")
+    assert code == 1
+    assert out == ""
+    assert err == "error: refusing an empty password\n"
+
+
+def test_hash_password_prompts_twice_on_a_tty(monkeypatch, capsys):
+    answers = iter(["typed", "typed"])
+    prompts = []
+    monkeypatch.setattr("sys.stdin", FakeStdin("", tty=True))
+    monkeypatch.setattr(cli.getpass, "getpass", lambda p: prompts.append(p) or next(answers))
+    code, out, _ = run(capsys, "hash-password")
+    assert code == 0
+    assert len(prompts) == 2
+    assert verify_password("typed", out.strip())
+
+
+def test_hash_password_mismatch_on_a_tty(monkeypatch, capsys):
+    answers = iter(["one", "two"])
+    monkeypatch.setattr("sys.stdin", FakeStdin("", tty=True))
+    monkeypatch.setattr(cli.getpass, "getpass", lambda p: next(answers))
+    code, out, err = run(capsys, "hash-password")
+    assert (code, out) == (1, "")
+    assert "do not match" in err
+
+
+# --- init-credentials ---------------------------------------------------------------
+
+
+def _init(capsys, user: str, credentials: Path, hash_file: Path) -> tuple[int, str, str]:
+    return run(
+        capsys,
+        "init-credentials",
+        "--user",
+        user,
+        "--credentials-file",
+        str(credentials),
+        "--hash-file",
+        str(hash_file),
+    )
+
+
+def test_init_credentials_creates_then_leaves_alone(tmp_path, capsys):
+    credentials = tmp_path / "credentials"
+    hash_file = tmp_path / "hash"
+    code, out, err = _init(capsys, "hubadmin", credentials, hash_file)
+    assert (code, out, err) == (0, "created\n", "")
+
+    for path in (credentials, hash_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = credentials.read_text().splitlines()
+    assert lines[0] == "username: hubadmin"
+    password = lines[1].removeprefix("password: ")
+    assert len(password) >= 32
+    assert password not in out
+    assert verify_password(password, hash_file.read_text().strip())
+
+    before = (credentials.read_bytes(), hash_file.read_bytes())
+    code, out, _ = _init(capsys, "hubadmin", credentials, hash_file)
+    assert (code, out) == (0, "unchanged\n")
+    assert (credentials.read_bytes(), hash_file.read_bytes()) == before
+
+
+def test_init_credentials_rebuilds_a_lost_hash(tmp_path, capsys):
+    credentials = tmp_path / "credentials"
+    hash_file = tmp_path / "hash"
+    _init(capsys, "hubadmin", credentials, hash_file)
+    password = credentials.read_text().splitlines()[1].removeprefix("password: ")
+    hash_file.unlink()
+    code, out, _ = _init(capsys, "hubadmin", credentials, hash_file)
+    assert (code, out) == (0, "repaired\n")
+    assert verify_password(password, hash_file.read_text().strip())
+    assert stat.S_IMODE(hash_file.stat().st_mode) == 0o600
+
+
+def test_init_credentials_passwords_differ(tmp_path, capsys):
+    _init(capsys, "a", tmp_path / "c1", tmp_path / "h1")
+    _init(capsys, "a", tmp_path / "c2", tmp_path / "h2")
+    assert (tmp_path / "c1").read_text() != (tmp_path / "c2").read_text()
+
+
+def test_init_credentials_bad_username(tmp_path, capsys):
+    code, out, err = _init(capsys, "Bad Name", tmp_path / "c", tmp_path / "h")
+    assert (code, out) == (1, "")
+    assert "--user: invalid username 'Bad Name'" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_init_credentials_unwritable_hash_leaves_nothing(tmp_path, capsys):
+    credentials = tmp_path / "credentials"
+    code, _, err = _init(capsys, "a", credentials, tmp_path / "missing-dir" / "hash")
+    assert code == 1
+    assert "error:" in err
+    assert not credentials.exists()
+
+
+# --- check-settings -----------------------------------------------------------------
+
+
+def test_check_settings_ok(settings_data, write_settings, capsys):
+    code, out, err = run(capsys, "check-settings", str(write_settings(settings_data)))
+    assert (code, out, err) == (0, "ok\n", "")
+
+
+def test_check_settings_bad(settings_data, write_settings, capsys):
+    settings_data["spawner"]["start_timeout"] = -1
+    code, out, err = run(capsys, "check-settings", str(write_settings(settings_data)))
+    assert (code, out) == (2, "")
+    assert err.startswith("settings error: spawner.start_timeout: must be a positive integer")
+
+
+# --- API commands without a hub -----------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_refused_names_the_url(secrets_dir, capsys):
+    url = f"http://127.0.0.1:{_closed_port()}/hub/api"
+    token_file = str(secrets_dir / "api_client_token")
+    code, out, err = run(capsys, "--url", url, "--token-file", token_file, "users", "list")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: cannot connect to the hub at {url}/users")
+    assert "Connection refused" in err
+
+
+def test_api_command_with_bad_settings_file(tmp_path, capsys):
+    code, _, err = run(capsys, "--settings", str(tmp_path / "none.json"), "proxy", "routes")
+    assert code == 2
+    assert "settings error: settings file: " in err
+
+
+def test_token_file_must_be_private(secrets_dir, capsys):
+    token_file = secrets_dir / "api_client_token"
+    token_file.chmod(0o644)
+    code, _, err = run(
+        capsys,
+        "--url",
+        "http://127.0.0.1:1/hub/api",
+        "--token-file",
+        str(token_file),
+        "users",
+        "list",
+    )
+    assert code == 2
+    assert f"--token-file: {token_file} is readable by group or others" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["users"], ["server", "start"], ["token", "create", "alice", "--expires-in", "0"]],
+)
+def test_usage_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(argv)
+    assert raised.value.code == 2
+
+
+def test_bad_url_is_a_clear_error(secrets_dir, capsys):
+    token_file = str(secrets_dir / "api_client_token")
+    code, _, err = run(
+        capsys, "--url", "no-scheme/hub/api", "--token-file", token_file, "users", "list"
+    )
+    assert code == 1
+    assert err.startswith("error: request to no-scheme/hub/api/users failed: ")

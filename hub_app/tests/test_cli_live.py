@@ -1,0 +1,335 @@
+"""The CLI against a real JupyterHub 5 and configurable-http-proxy on loopback.
+
+Laid out like production: the hub is configured only through ``apply_settings_file``
+with a settings file, and the proxy is a separate process that the hub does not
+start (``should_start = False``), holding its token in CONFIGPROXY_AUTH_TOKEN.
+The only test-only config is the spawner class, because the test users are not
+system accounts.
+
+configurable-http-proxy is installed with npm into a cache folder on first use
+(``HUB_APP_CHP_PREFIX`` overrides where); without npm these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from hub_app import cli
+
+from .conftest import PASSWORDS, make_settings, write_private
+
+pytestmark = pytest.mark.live
+
+CHP_VERSION = "4.6.3"  # the version the proxy role installs
+STARTUP_TIMEOUT = 60.0
+
+
+def _chp_binary() -> Path:
+    default = Path.home() / ".cache" / "hub_app-tests" / f"configurable-http-proxy-{CHP_VERSION}"
+    prefix = Path(os.environ.get("HUB_APP_CHP_PREFIX", default))
+    binary = prefix / "node_modules" / ".bin" / "configurable-http-proxy"
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("npm/node not found: cannot install configurable-http-proxy for live tests")
+    prefix.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(  # noqa: S603 -- fixed arguments, npm found on PATH
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
+         f"configurable-http-proxy@{CHP_VERSION}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    if result.returncode != 0 or not binary.exists():
+        pytest.fail(f"npm install configurable-http-proxy failed:\n{result.stderr[-3000:]}")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def _kill_leftover_servers(db_path: Path) -> None:
+    # cleanup_servers is False, exactly as in production, so a failed test could
+    # leave a single-user server running; the hub database knows its pid.
+    if not db_path.exists():
+        return
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        states = [row[0] for row in db.execute("SELECT state FROM spawners") if row[0]]
+    for state in states:
+        pid = json.loads(state).get("pid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+@dataclass
+class LiveHub:
+    settings_path: Path
+    public_url: str
+    api_url: str
+    api_token: str
+    log_path: Path
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def _wait_until_routed(hub: LiveHub, process: subprocess.Popen) -> None:
+    """Wait until the hub answers and has put its own route into the proxy."""
+    headers = {"Authorization": f"token {hub.api_token}"}
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"jupyterhub exited with {process.returncode}:\n{hub.log_tail()}")
+        with contextlib.suppress(requests.ConnectionError):
+            routes = requests.get(f"{hub.api_url}/proxy", headers=headers, timeout=5)
+            if routes.ok and "/" in routes.json():
+                return
+        time.sleep(0.3)
+    pytest.fail(f"jupyterhub did not come up in {STARTUP_TIMEOUT:g} s:\n{hub.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
+    chp = _chp_binary()
+    root = tmp_path_factory.mktemp("live")
+    secrets_dir = root / "secrets"
+    secrets_dir.mkdir()
+    for name in ("cookie_secret", "proxy_auth_token", "api_client_token"):
+        write_private(secrets_dir / name, os.urandom(32).hex() + "\n")
+    hub_port, proxy_port, proxy_api_port = _free_port(), _free_port(), _free_port()
+    singleuser = str(Path(sys.executable).with_name("jupyterhub-singleuser"))
+    # jupyter_server refuses to run as root without this flag; CI runs as root.
+    allow_root = ["--allow-root"] if os.geteuid() == 0 else []
+
+    settings = make_settings(secrets_dir, password_hashes)
+    settings["public_url"] = f"http://127.0.0.1:{proxy_port}/"
+    settings["hub"].update(
+        bind_url=f"http://127.0.0.1:{hub_port}",
+        db_url=f"sqlite:///{root / 'jupyterhub.sqlite'}",
+        log_level="DEBUG",
+    )
+    settings["proxy"]["api_url"] = f"http://127.0.0.1:{proxy_api_port}"
+    settings["spawner"].update(
+        cmd=[singleuser, *allow_root],
+        # jupyter_server alone has no /lab; /api answers without extra packages.
+        default_url="/api",
+        start_timeout=60,
+        http_timeout=30,
+    )
+    settings_path = write_private(root / "hub_app.json", json.dumps(settings, indent=2))
+    config_path = root / "jupyterhub_config.py"
+    home_template = str(root / "home") + "/{username}"
+    config_path.write_text(
+        "from hub_app.settings import apply_settings_file\n"
+        f"apply_settings_file(c, {str(settings_path)!r})\n"
+        "# Test only: the test users are not system accounts.\n"
+        "c.JupyterHub.spawner_class = 'simple'\n"
+        f"c.SimpleLocalProcessSpawner.home_dir_template = {home_template!r}\n"
+    )
+
+    proxy_env = {
+        **os.environ,
+        "CONFIGPROXY_AUTH_TOKEN": (secrets_dir / "proxy_auth_token").read_text().strip(),
+    }
+    log_path = root / "processes.log"
+    with log_path.open("ab") as log:
+        proxy = subprocess.Popen(  # noqa: S603 -- fixed arguments
+            [str(chp), "--ip", "127.0.0.1", "--port", str(proxy_port),
+             "--api-ip", "127.0.0.1", "--api-port", str(proxy_api_port),
+             "--default-target", f"http://127.0.0.1:{hub_port}",
+             "--error-target", f"http://127.0.0.1:{hub_port}/hub/error",
+             "--log-level", "warn"],
+            env=proxy_env, stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        )  # fmt: skip
+        hub_process = subprocess.Popen(  # noqa: S603 -- fixed arguments
+            [sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        )  # fmt: skip
+    hub = LiveHub(
+        settings_path=settings_path,
+        public_url=settings["public_url"],
+        api_url=f"http://127.0.0.1:{hub_port}/hub/api",
+        api_token=(secrets_dir / "api_client_token").read_text().strip(),
+        log_path=log_path,
+    )
+    try:
+        _wait_until_routed(hub, hub_process)
+        yield hub
+    finally:
+        with contextlib.suppress(requests.RequestException):
+            requests.delete(
+                f"{hub.api_url}/users/alice/server",
+                headers={"Authorization": f"token {hub.api_token}"},
+                timeout=20,
+            )
+        _stop(hub_process)
+        _kill_leftover_servers(root / "jupyterhub.sqlite")
+        _stop(proxy)
+
+
+@pytest.fixture
+def hub_app(live_hub, capsys):
+    """Run ``hub-app --settings <live settings> ARGS`` in-process."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["--settings", str(live_hub.settings_path), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _table(out: str) -> dict[str, list[str]]:
+    """Rows of a printed table keyed by their first column (header dropped)."""
+    return {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+
+
+def test_users_list(hub_app):
+    code, out, err = hub_app("users", "list")
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["NAME", "ADMIN", "SERVER", "LAST", "ACTIVITY"]
+    rows = _table(out)
+    assert set(rows) == {"alice", "hubadmin"}
+    assert rows["alice"][1:3] == ["no", "stopped"]
+    assert rows["hubadmin"][1:3] == ["yes", "stopped"]
+
+
+def test_users_list_json(hub_app):
+    code, out, _ = hub_app("users", "list", "--json")
+    assert code == 0
+    assert {user["name"]: user["admin"] for user in json.loads(out)} == {
+        "alice": False,
+        "hubadmin": True,
+    }
+
+
+def test_server_lifecycle(hub_app, live_hub):
+    code, out, err = hub_app("server", "start", "alice", "--wait", "--timeout", "60")
+    assert code == 0, f"{err}\n{live_hub.log_tail()}"
+    assert out == "alice: ready\n"
+
+    assert _table(hub_app("users", "list")[1])["alice"][2] == "ready"
+    code, out, _ = hub_app("server", "start", "alice")
+    assert (code, out) == (0, "alice: already ready\n")
+
+    code, out, _ = hub_app("proxy", "routes")
+    assert code == 0
+    rows = _table(out)
+    assert rows["/user/alice/"][2:4] == ["alice"]  # default server: empty server name
+    assert rows["/user/alice/"][1].startswith("http://127.0.0.1:")
+    assert rows["/"][2] == "(hub)"
+    code, out, _ = hub_app("proxy", "routes", "--json")
+    assert json.loads(out)["/user/alice/"]["data"]["user"] == "alice"
+
+    # Through the proxy, as a browser would reach it.
+    response = requests.get(f"{live_hub.public_url}user/alice/api", timeout=10)
+    assert response.status_code in (200, 302, 403), response.text
+
+    code, out, err = hub_app("server", "stop", "alice", "--wait")
+    assert (code, out) == (0, "alice: stopped\n"), err
+    assert _table(hub_app("users", "list")[1])["alice"][2] == "stopped"
+    assert "/user/alice/" not in json.loads(hub_app("proxy", "routes", "--json")[1])
+
+
+def test_token_create_gives_a_working_token(hub_app, live_hub):
+    code, out, err = hub_app("token", "create", "alice", "--note", "live test")
+    assert code == 0, err
+    token = out.strip()
+    assert out == token + "\n"
+    me = requests.get(
+        f"{live_hub.api_url}/user", headers={"Authorization": f"token {token}"}, timeout=10
+    )
+    assert me.status_code == 200
+    assert me.json()["name"] == "alice"
+
+
+def test_token_create_with_scope_and_expiry(hub_app, live_hub):
+    code, out, err = hub_app(
+        "token", "create", "alice", "--expires-in", "600", "--scope", "read:users:name!user=alice"
+    )
+    assert code == 0, err
+    me = requests.get(
+        f"{live_hub.api_url}/user",
+        headers={"Authorization": f"token {out.strip()}"},
+        timeout=10,
+    )
+    scopes = me.json()["scopes"]
+    assert "read:users:name!user=alice" in scopes
+    # Limited to what was asked: none of alice's own server or token rights.
+    assert not [scope for scope in scopes if scope.startswith(("servers", "tokens"))]
+
+
+def test_unknown_user_token_shows_the_hubs_message(hub_app):
+    code, out, err = hub_app("token", "create", "nobody")
+    assert (code, out) == (1, "")
+    # The hub's own words (it names the requester's kind, "Service", before the user).
+    assert err.startswith("error: 403 Forbidden: ")
+    assert err.endswith(" nobody not found or no permissions to generate tokens\n")
+
+
+def test_unknown_user_server_start(hub_app):
+    code, out, err = hub_app("server", "start", "nobody")
+    assert (code, out) == (1, "")
+    assert err.startswith("error: 404 Not Found: ")
+
+
+def test_bad_token_is_refused(live_hub, tmp_path, capsys):
+    token_file = write_private(tmp_path / "token", "not-a-real-token\n")
+    code = cli.main(["--url", live_hub.api_url, "--token-file", str(token_file), "users", "list"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err.startswith("error: 403 Forbidden: ")
+
+
+def test_hashed_login_through_the_proxy(live_hub):
+    """The hub's own login path runs HashedPasswordAuthenticator."""
+    url = f"{live_hub.public_url}hub/api/users/alice/tokens"
+    good = {"auth": {"username": "alice", "password": PASSWORDS["alice"]}}
+    bad = {"auth": {"username": "alice", "password": "wrong"}}
+    assert requests.post(url, json=good, timeout=10).status_code == 201
+    assert requests.post(url, json=bad, timeout=10).status_code == 403
+
+
+def test_console_script(live_hub):
+    script = Path(sys.executable).with_name("hub-app")
+    result = subprocess.run(  # noqa: S603 -- fixed arguments
+        [str(script), "--settings", str(live_hub.settings_path), "users", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {user["name"] for user in json.loads(result.stdout)} == {"alice", "hubadmin"}
