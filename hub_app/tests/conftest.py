@@ -73,6 +73,7 @@ def make_settings(
             "start_timeout": 120,
             "http_timeout": 60,
             "environment": {},
+            "log_dir": str(secrets_dir.parent / "servers"),
         },
         "api_client": {
             "service_name": "hub-app-cli",

@@ -136,6 +136,8 @@ BAD_SETTINGS = {
     "start-timeout-bool": (_set("spawner.start_timeout", True), "spawner.start_timeout", "int"),
     "http-timeout-float": (_set("spawner.http_timeout", 1.5), "spawner.http_timeout", "positive"),
     "environment-list": (_set("spawner.environment", []), "spawner.environment", "string to"),
+    "log-dir-relative": (_set("spawner.log_dir", "logs"), "spawner.log_dir", "absolute path"),
+    "log-dir-missing": (_delete("spawner.log_dir"), "spawner.log_dir", "missing"),
     "environment-value": (
         _set("spawner.environment", {"A": 1}),
         "spawner.environment.A",
@@ -268,7 +270,8 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert c.Authenticator.admin_users == {"hubadmin"}
     assert c.Authenticator.allow_all is False
     assert c.Authenticator.allow_existing_users is False
-    assert c.JupyterHub.spawner_class == "localprocess"
+    assert c.JupyterHub.spawner_class == "hub_app.spawners.LoggingLocalProcessSpawner"
+    assert c.LoggingLocalProcessSpawner.log_dir == settings_data["spawner"]["log_dir"]
     assert c.Spawner.cmd == ["/opt/jupyterhub/venv/bin/jupyterhub-singleuser"]
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.notebook_dir == "~"

@@ -159,6 +159,7 @@ class SpawnerSettings:
     start_timeout: int
     http_timeout: int
     environment: Mapping[str, str]
+    log_dir: str
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,15 @@ def _bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise SettingsError(path, f"must be true or false, not {_type_name(value)}")
     return value
+
+
+def _absolute_path(value: Any, path: str) -> str:
+    text = _string(value, path)
+    if not os.path.isabs(text):
+        raise SettingsError(
+            path, f"must be an absolute path, like /var/log/jupyterhub, not {text!r}"
+        )
+    return text
 
 
 def _positive_int(value: Any, path: str) -> int:
@@ -496,7 +506,15 @@ def parse_settings(data: Any) -> Settings:
     spawner = _section(
         top["spawner"],
         "spawner",
-        ("cmd", "default_url", "notebook_dir", "start_timeout", "http_timeout", "environment"),
+        (
+            "cmd",
+            "default_url",
+            "notebook_dir",
+            "start_timeout",
+            "http_timeout",
+            "environment",
+            "log_dir",
+        ),
     )
     cmd = spawner["cmd"]
     if not isinstance(cmd, list) or not cmd:
@@ -525,6 +543,7 @@ def parse_settings(data: Any) -> Settings:
         start_timeout=_positive_int(spawner["start_timeout"], "spawner.start_timeout"),
         http_timeout=_positive_int(spawner["http_timeout"], "spawner.http_timeout"),
         environment=MappingProxyType(dict(environment)),
+        log_dir=_absolute_path(spawner["log_dir"], "spawner.log_dir"),
     )
 
     api_client = _section(top["api_client"], "api_client", ("service_name", "token_file"))
@@ -620,7 +639,10 @@ def apply_settings(c: Any, settings: Settings) -> None:
     # from allowed_users.
     c.Authenticator.allow_existing_users = False
 
-    c.JupyterHub.spawner_class = "localprocess"
+    # LocalProcessSpawner, but each server logs to a file of its own: the hub's
+    # output is a pipe that dies with the hub, and servers outlive hub restarts.
+    c.JupyterHub.spawner_class = "hub_app.spawners.LoggingLocalProcessSpawner"
+    c.LoggingLocalProcessSpawner.log_dir = settings.spawner.log_dir
     c.Spawner.cmd = list(settings.spawner.cmd)
     c.Spawner.default_url = settings.spawner.default_url
     c.Spawner.notebook_dir = settings.spawner.notebook_dir

@@ -53,10 +53,26 @@ def hub_url(host, path: str = "/") -> str:
     return f"https://{container_address(host)}{path}"
 
 
+def trusting(certificate: str) -> ssl.SSLContext:
+    """A TLS context whose only trust anchor is the hub's own certificate.
+
+    The self-signed certificate is a leaf (CA:FALSE), so OpenSSL accepts it as a
+    trust anchor only with partial chains allowed: this pins that exact certificate.
+    """
+    context = ssl.create_default_context(cafile=certificate)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 class _HubNameAdapter(HTTPAdapter):
-    """Verify the hub's certificate for HUB_NAME while connecting to an address."""
+    """Verify the hub's certificate, for HUB_NAME, while connecting to an address."""
+
+    def __init__(self, certificate: str) -> None:
+        self._context = trusting(certificate)
+        super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
         kwargs["server_hostname"] = HUB_NAME
         kwargs["assert_hostname"] = HUB_NAME
         super().init_poolmanager(*args, **kwargs)
@@ -73,8 +89,7 @@ def trusted_certificate(host, tmp_path) -> str:
 def browser(certificate: str) -> requests.Session:
     """A session that trusts only the hub's certificate and checks its name."""
     session = requests.Session()
-    session.verify = certificate
-    session.mount("https://", _HubNameAdapter())
+    session.mount("https://", _HubNameAdapter(certificate))
     return session
 
 
@@ -121,7 +136,7 @@ def run_code(host, certificate: str, username: str, token: str, code: str) -> st
     ws = websocket.create_connection(
         ws_url,
         header=[f"Authorization: token {token}"],
-        sslopt={"ca_certs": certificate, "server_hostname": HUB_NAME, "check_hostname": True},
+        sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
         timeout=60,
     )
     try:

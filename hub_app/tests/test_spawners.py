@@ -1,0 +1,49 @@
+"""The per-server log file that lets servers outlive hub restarts."""
+
+import getpass
+import os
+import pwd
+import stat
+
+import pytest
+
+from hub_app.spawners import LoggingLocalProcessSpawner, open_server_log
+
+ME = getpass.getuser()
+
+
+def test_the_log_is_created_private_to_the_user_s_group(tmp_path):
+    log_dir = tmp_path / "servers"
+    with open_server_log(log_dir, ME) as log:
+        log.write(b"first line\n")
+    info = (log_dir / f"{ME}.log").stat()
+    assert stat.S_IMODE(info.st_mode) == 0o640
+    assert stat.S_IMODE(log_dir.stat().st_mode) == 0o755
+    assert info.st_gid == pwd.getpwnam(ME).pw_gid
+    if os.geteuid() == 0:
+        assert info.st_uid == 0
+
+
+def test_the_log_is_appended_across_starts(tmp_path):
+    for line in (b"one\n", b"two\n"):
+        with open_server_log(tmp_path, ME) as log:
+            log.write(line)
+    assert (tmp_path / f"{ME}.log").read_bytes() == b"one\ntwo\n"
+
+
+def test_an_existing_log_gets_its_mode_back(tmp_path):
+    path = tmp_path / f"{ME}.log"
+    path.write_bytes(b"old\n")
+    path.chmod(0o666)
+    open_server_log(tmp_path, ME).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_an_unknown_account_is_refused(tmp_path):
+    with pytest.raises(KeyError):
+        open_server_log(tmp_path, "no-such-user-here")
+
+
+def test_log_dir_must_be_absolute():
+    with pytest.raises(ValueError, match=r"LoggingLocalProcessSpawner\.log_dir"):
+        LoggingLocalProcessSpawner(log_dir="relative/logs")
