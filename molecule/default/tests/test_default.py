@@ -311,6 +311,14 @@ def test_a_hub_restart_leaves_the_server_running_and_reachable(host, trusted_cer
     assert run_code(host, trusted_certificate, TEST_USER, token, "5*4") == "20"
 
 
+def test_each_server_logs_to_its_own_file(host):
+    log = host.file(f"/var/log/jupyterhub/servers/{TEST_USER}.log")
+    assert log.user == "root"
+    assert log.group == TEST_USER
+    assert log.mode == 0o640
+    assert "Jupyter Server" in log.content_string
+
+
 def test_the_server_stops_through_the_api(host):
     assert hub_app(host, "server", "stop", TEST_USER, "--wait").endswith("stopped")
     assert host.run(f"pgrep -u {TEST_USER} -f jupyterhub-singleuser").rc == 1
