@@ -75,7 +75,11 @@ BAD_SETTINGS = {
     "api-url-not-url": (_set("proxy.api_url", "127.0.0.1:8001"), "proxy.api_url", "http://"),
     "db-url-empty": (_set("hub.db_url", ""), "hub.db_url", "must not be empty"),
     "log-level": (_set("hub.log_level", "info"), "hub.log_level", "DEBUG, INFO, WARNING"),
-    "kind-unknown": (_set("authenticator.kind", "ldap"), "authenticator.kind", "pam, hashed"),
+    "kind-unknown": (
+        _set("authenticator.kind", "gitlab"),
+        "authenticator.kind",
+        "is 'gitlab'; choose one of: pam, hashed, github, oidc, ldap",
+    ),
     "kind-missing": (_delete("authenticator.kind"), "authenticator.kind", "missing"),
     "pam-with-hashes": (
         lambda d: d["authenticator"].update(kind="pam"),
@@ -240,7 +244,7 @@ def test_pam_kind(settings_data, open_sessions):
 
 
 def test_kinds_table_is_the_list_of_choices():
-    assert list(AUTHENTICATOR_KINDS) == ["pam", "hashed"]
+    assert list(AUTHENTICATOR_KINDS) == ["pam", "hashed", "github", "oidc", "ldap"]
 
 
 def test_apply_settings(settings_data, secrets_dir, password_hashes):
@@ -378,7 +382,7 @@ def test_apply_settings_file(settings_data, write_settings):
 
 
 def test_apply_settings_file_exits_2_with_one_clear_line(settings_data, write_settings, capsys):
-    settings_data["authenticator"]["kind"] = "github"
+    settings_data["authenticator"]["kind"] = "gitlab"
     path = write_settings(settings_data)
     c = Config()
     with pytest.raises(SystemExit) as raised:
@@ -387,7 +391,7 @@ def test_apply_settings_file_exits_2_with_one_clear_line(settings_data, write_se
     err = capsys.readouterr().err
     assert err == (
         f"hub_app settings error in {path}: authenticator.kind: "
-        "is 'github'; choose one of: pam, hashed\n"
+        "is 'gitlab'; choose one of: pam, hashed, github, oidc, ldap\n"
     )
     assert "JupyterHub" not in c
 

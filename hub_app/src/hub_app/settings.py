@@ -11,9 +11,11 @@ Every error names the dotted path of the setting at fault (``hub.bind_url``,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import ssl
 import stat
 import sys
 from collections.abc import Callable, Mapping
@@ -24,6 +26,7 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from .passwords import check_encoded_hash
+from .spawner_settings import SpawnerSettings, apply_spawner, parse_spawner
 
 __all__ = [
     "API_CLIENT_ROLE",
@@ -84,6 +87,12 @@ class AuthenticatorSettings(Protocol):
     """What every authenticator kind provides once its section has been parsed."""
 
     kind: ClassVar[str]
+    # The kind's own allow rules (beside allowed_users and allow_all), as dotted
+    # settings, for the "nobody could log in" message; empty when it has none.
+    allow_rule_settings: ClassVar[tuple[str, ...]]
+
+    def has_allow_rule(self) -> bool:
+        """Whether one of the kind's own allow rules (groups, organisations) is set."""
 
     def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
         """Raise SettingsError if the allowed users could not log in with this kind."""
@@ -97,8 +106,13 @@ class PamSettings:
     """``authenticator.kind = "pam"``: system accounts checked through PAM."""
 
     kind: ClassVar[str] = "pam"
+    allow_rule_settings: ClassVar[tuple[str, ...]] = ()
     # pam_open_session fails in containers and is rarely needed for a hub.
     open_sessions: bool = False
+
+    def has_allow_rule(self) -> bool:
+        """PAM has no allow rule of its own: allowed_users or allow_all decide."""
+        return False
 
     def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
         """PAM accounts live outside the settings file, so there is nothing to check."""
@@ -114,7 +128,12 @@ class HashedSettings:
     """``authenticator.kind = "hashed"``: scrypt hashes kept in the settings file."""
 
     kind: ClassVar[str] = "hashed"
+    allow_rule_settings: ClassVar[tuple[str, ...]] = ()
     password_hashes: Mapping[str, str]
+
+    def has_allow_rule(self) -> bool:
+        """A hash is not an allow rule: allowed_users or allow_all decide."""
+        return False
 
     def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
         """Every allowed user needs a hash, or that user could never log in.
@@ -137,6 +156,155 @@ class HashedSettings:
         c.HashedPasswordAuthenticator.password_hashes = dict(self.password_hashes)
 
 
+def _apply_oauth_client(c: Any, client_id: str, client_secret_file: str, callback_url: str):
+    """The OAuth client settings GitHub and OIDC share (``OAuthenticator`` traits)."""
+    c.OAuthenticator.client_id = client_id
+    # Read here, from a root-only file, so the secret is never in the settings file,
+    # a process argument or a log.
+    c.OAuthenticator.client_secret = read_secret_file(
+        client_secret_file, "authenticator.client_secret_file"
+    )
+    c.OAuthenticator.oauth_callback_url = callback_url
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """``authenticator.kind = "github"``: oauthenticator's GitHubOAuthenticator.
+
+    Membership of ``allowed_organizations`` (``org`` or ``org:team``) is checked by
+    GitHubOAuthenticator itself, against GitHub's API, at every login.
+    """
+
+    kind: ClassVar[str] = "github"
+    allow_rule_settings: ClassVar[tuple[str, ...]] = ("authenticator.allowed_organizations",)
+    client_id: str
+    client_secret_file: str
+    callback_url: str
+    allowed_organizations: tuple[str, ...]
+    github_url: str = "https://github.com"
+
+    def has_allow_rule(self) -> bool:
+        """Whether organisations or teams are listed."""
+        return bool(self.allowed_organizations)
+
+    def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
+        """GitHub accounts live at GitHub, so there is nothing to check here."""
+
+    def apply(self, c: Any) -> None:
+        """Select GitHubOAuthenticator and set its client, URLs and organisations."""
+        c.JupyterHub.authenticator_class = "oauthenticator.github.GitHubOAuthenticator"
+        _apply_oauth_client(c, self.client_id, self.client_secret_file, self.callback_url)
+        c.GitHubOAuthenticator.github_url = self.github_url
+        c.GitHubOAuthenticator.allowed_organizations = set(self.allowed_organizations)
+        # read:org lets the hub see private organisation and team membership, not
+        # only public membership; nothing broader is asked for.
+        c.GitHubOAuthenticator.scope = ["read:org"] if self.allowed_organizations else []
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """``authenticator.kind = "oidc"``: oauthenticator's GenericOAuthenticator.
+
+    The endpoints are explicit (Ansible reads them from the issuer's discovery
+    document at deploy time), so the hub starts even when the provider is down.
+    """
+
+    kind: ClassVar[str] = "oidc"
+    allow_rule_settings: ClassVar[tuple[str, ...]] = ("authenticator.allowed_groups",)
+    client_id: str
+    client_secret_file: str
+    callback_url: str
+    authorize_url: str
+    token_url: str
+    userdata_url: str
+    scopes: tuple[str, ...]
+    username_claim: str
+    groups_claim: str
+    allowed_groups: tuple[str, ...]
+    login_service: str = "OpenID Connect"
+
+    def has_allow_rule(self) -> bool:
+        """Whether groups are listed."""
+        return bool(self.allowed_groups)
+
+    def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
+        """Accounts live at the provider, so there is nothing to check here."""
+
+    def apply(self, c: Any) -> None:
+        """Select GenericOAuthenticator and set its client, endpoints, claims and groups."""
+        c.JupyterHub.authenticator_class = "oauthenticator.generic.GenericOAuthenticator"
+        _apply_oauth_client(c, self.client_id, self.client_secret_file, self.callback_url)
+        c.GenericOAuthenticator.login_service = self.login_service
+        c.GenericOAuthenticator.authorize_url = self.authorize_url
+        c.GenericOAuthenticator.token_url = self.token_url
+        c.GenericOAuthenticator.userdata_url = self.userdata_url
+        c.GenericOAuthenticator.scope = list(self.scopes)
+        c.GenericOAuthenticator.username_claim = self.username_claim
+        if self.allowed_groups:
+            # oauthenticator 17 reads groups from the userinfo answer kept in the
+            # auth state under "oauth_user"; allowed_groups needs manage_groups.
+            c.GenericOAuthenticator.manage_groups = True
+            c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{self.groups_claim}"
+            c.GenericOAuthenticator.allowed_groups = set(self.allowed_groups)
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """``authenticator.kind = "ldap"``: ldapauthenticator's LDAPAuthenticator.
+
+    Either ``bind_dn_templates`` (the user binds with a DN made from the username)
+    or ``search`` (a service account looks the user's DN up first).
+    """
+
+    kind: ClassVar[str] = "ldap"
+    allow_rule_settings: ClassVar[tuple[str, ...]] = ("authenticator.allowed_groups",)
+    server_address: str
+    tls_strategy: str
+    allowed_groups: tuple[str, ...]
+    server_port: int | None = None
+    ca_certs_file: str | None = None
+    bind_dn_templates: tuple[str, ...] = ()
+    search_base: str | None = None
+    search_user_attribute: str = "uid"
+    search_bind_dn: str | None = None
+    search_bind_password_file: str | None = None
+
+    def has_allow_rule(self) -> bool:
+        """Whether group DNs are listed."""
+        return bool(self.allowed_groups)
+
+    def check_users(self, allowed_users: frozenset[str], allow_all: bool) -> None:
+        """Accounts live in the directory, so there is nothing to check here."""
+
+    def apply(self, c: Any) -> None:
+        """Select LDAPAuthenticator and set its server, TLS, DN rules and groups."""
+        c.JupyterHub.authenticator_class = "ldapauthenticator.LDAPAuthenticator"
+        c.LDAPAuthenticator.server_address = self.server_address
+        if self.server_port is not None:
+            c.LDAPAuthenticator.server_port = self.server_port
+        c.LDAPAuthenticator.tls_strategy = self.tls_strategy
+        # ldap3 does not verify the server's certificate unless told to; the bind
+        # sends the user's password, so it must go to the right server.
+        tls_kwargs: dict[str, Any] = {"validate": ssl.CERT_REQUIRED, "sni": self.server_address}
+        if self.ca_certs_file:
+            tls_kwargs["ca_certs_file"] = self.ca_certs_file
+        c.LDAPAuthenticator.tls_kwargs = tls_kwargs
+        if self.bind_dn_templates:
+            c.LDAPAuthenticator.bind_dn_template = list(self.bind_dn_templates)
+        else:
+            c.LDAPAuthenticator.lookup_dn = True
+            c.LDAPAuthenticator.user_search_base = self.search_base
+            c.LDAPAuthenticator.user_attribute = self.search_user_attribute
+            c.LDAPAuthenticator.lookup_dn_user_dn_attribute = self.search_user_attribute
+            if self.search_bind_dn:
+                c.LDAPAuthenticator.lookup_dn_search_user = self.search_bind_dn
+                c.LDAPAuthenticator.lookup_dn_search_password = read_secret_file(
+                    self.search_bind_password_file or "", "authenticator.search.bind_password_file"
+                )
+        if self.allowed_groups:
+            c.LDAPAuthenticator.allowed_groups = list(self.allowed_groups)
+
+
 @dataclass(frozen=True)
 class HubSettings:
     bind_url: str
@@ -149,17 +317,6 @@ class HubSettings:
 class ProxySettings:
     api_url: str
     auth_token_file: str
-
-
-@dataclass(frozen=True)
-class SpawnerSettings:
-    cmd: tuple[str, ...]
-    default_url: str
-    notebook_dir: str
-    start_timeout: int
-    http_timeout: int
-    environment: Mapping[str, str]
-    log_dir: str
 
 
 @dataclass(frozen=True)
@@ -375,7 +532,7 @@ def _secret_path(value: Any, setting: str, *, is_token: bool) -> str:
 # --- authenticator kinds ----------------------------------------------------------
 
 
-def _parse_pam(section: dict, path: str) -> PamSettings:
+def _parse_pam(section: dict, path: str, public_url: str) -> PamSettings:
     if "password_hashes" in section:
         raise SettingsError(
             _join(path, "password_hashes"),
@@ -386,7 +543,7 @@ def _parse_pam(section: dict, path: str) -> PamSettings:
     return PamSettings(open_sessions=_bool(open_sessions, _join(path, "open_sessions")))
 
 
-def _parse_hashed(section: dict, path: str) -> HashedSettings:
+def _parse_hashed(section: dict, path: str, public_url: str) -> HashedSettings:
     _section(section, path, ("kind", "password_hashes"))
     hashes_path = _join(path, "password_hashes")
     hashes = section["password_hashes"]
@@ -405,14 +562,224 @@ def _parse_hashed(section: dict, path: str) -> HashedSettings:
     return HashedSettings(password_hashes=MappingProxyType(dict(hashes)))
 
 
-# One entry per `authenticator.kind`. A new kind (github, oidc, ldap) is one parse
-# function returning a frozen dataclass with `check_users` and `apply`.
-AUTHENTICATOR_KINDS: Mapping[str, Callable[[dict, str], AuthenticatorSettings]] = MappingProxyType(
-    {"pam": _parse_pam, "hashed": _parse_hashed}
+def _require_package(module: str, package: str, kind: str) -> None:
+    # check-settings runs in the hub's environment: a kind whose package is missing
+    # fails there, before the file is replaced, not at the hub's next start.
+    if importlib.util.find_spec(module) is None:
+        raise SettingsError(
+            "authenticator.kind",
+            f"{kind!r} needs the {package} package in the hub's environment; install it "
+            "(the jupyterhub role does so for this kind)",
+        )
+
+
+def _string_list(value: Any, path: str, *, allow_empty: bool = True) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise SettingsError(path, f"must be a list of strings, not {_type_name(value)}")
+    if not value and not allow_empty:
+        raise SettingsError(path, "must not be empty")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        text = _string(item, f"{path}[{index}]")
+        if text in seen:
+            raise SettingsError(f"{path}[{index}]", f"{text!r} is listed twice")
+        seen.append(text)
+    return tuple(seen)
+
+
+def _oauth_client(section: dict, path: str, public_url: str) -> dict[str, str]:
+    """Check what every OAuth kind needs and derive its callback URL.
+
+    The callback URL is always ``<public_url>hub/oauth_callback``: it is never typed
+    twice, so it cannot drift from the URL users open.
+    """
+    if urlsplit(public_url).scheme != "https":
+        raise SettingsError(
+            "public_url",
+            f"is {public_url!r}, but authenticator.kind {section['kind']!r} sends users "
+            "back to the hub with a login code, which must not travel in clear text; "
+            "use an https:// public URL",
+        )
+    base = public_url if public_url.endswith("/") else public_url + "/"
+    return {
+        "client_id": _string(section["client_id"], _join(path, "client_id")),
+        "client_secret_file": _secret_path(
+            section["client_secret_file"], _join(path, "client_secret_file"), is_token=True
+        ),
+        "callback_url": base + "hub/oauth_callback",
+    }
+
+
+_GITHUB_ORGANIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*(:[A-Za-z0-9_.-]+)?$")
+
+
+def _parse_github(section: dict, path: str, public_url: str) -> GitHubSettings:
+    _section(
+        section,
+        path,
+        ("kind", "client_id", "client_secret_file", "allowed_organizations"),
+        ("github_url",),
+    )
+    _require_package("oauthenticator", "oauthenticator", "github")
+    organizations_path = _join(path, "allowed_organizations")
+    organizations = _string_list(section["allowed_organizations"], organizations_path)
+    for index, entry in enumerate(organizations):
+        if not _GITHUB_ORGANIZATION.match(entry):
+            raise SettingsError(
+                f"{organizations_path}[{index}]",
+                f"{entry!r} is not an organisation ('my-org') or a team ('my-org:my-team')",
+            )
+    github_url = section.get("github_url", "https://github.com")
+    return GitHubSettings(
+        **_oauth_client(section, path, public_url),
+        allowed_organizations=organizations,
+        github_url=_url(github_url, _join(path, "github_url"), ("https",), allow_path=True),
+    )
+
+
+def _parse_oidc(section: dict, path: str, public_url: str) -> OidcSettings:
+    _section(
+        section,
+        path,
+        (
+            "kind",
+            "client_id",
+            "client_secret_file",
+            "authorize_url",
+            "token_url",
+            "userdata_url",
+            "scopes",
+            "username_claim",
+            "groups_claim",
+            "allowed_groups",
+        ),
+        ("login_service",),
+    )
+    _require_package("oauthenticator", "oauthenticator", "oidc")
+    endpoints = {
+        key: _url(section[key], _join(path, key), ("https",), allow_path=True)
+        for key in ("authorize_url", "token_url", "userdata_url")
+    }
+    scopes = _string_list(section["scopes"], _join(path, "scopes"))
+    if "openid" not in scopes:
+        raise SettingsError(
+            _join(path, "scopes"),
+            "must include 'openid' (without it the provider answers plain OAuth 2.0, "
+            "with no identity claims)",
+        )
+    return OidcSettings(
+        **_oauth_client(section, path, public_url),
+        **endpoints,
+        scopes=scopes,
+        username_claim=_string(section["username_claim"], _join(path, "username_claim")),
+        groups_claim=_string(section["groups_claim"], _join(path, "groups_claim")),
+        allowed_groups=_string_list(section["allowed_groups"], _join(path, "allowed_groups")),
+        login_service=_string(
+            section.get("login_service", "OpenID Connect"), _join(path, "login_service")
+        ),
+    )
+
+
+LDAP_TLS_STRATEGIES = ("before_bind", "on_connect")
+
+
+def _parse_ldap(section: dict, path: str, public_url: str) -> LdapSettings:
+    _section(
+        section,
+        path,
+        ("kind", "server_address", "tls_strategy", "allowed_groups"),
+        ("server_port", "ca_certs_file", "bind_dn_templates", "search"),
+    )
+    _require_package("ldapauthenticator", "jupyterhub-ldapauthenticator", "ldap")
+    tls_strategy = _string(section["tls_strategy"], _join(path, "tls_strategy"))
+    if tls_strategy not in LDAP_TLS_STRATEGIES:
+        raise SettingsError(
+            _join(path, "tls_strategy"),
+            f"is {tls_strategy!r}; choose one of: {', '.join(LDAP_TLS_STRATEGIES)} "
+            "(the bind sends the user's password, so there is no clear-text choice)",
+        )
+    server_port = section.get("server_port")
+    if server_port is not None and (type(server_port) is not int or not 0 < server_port < 65536):
+        raise SettingsError(
+            _join(path, "server_port"), f"must be a port number, not {server_port!r}"
+        )
+    ca_certs_file = section.get("ca_certs_file")
+    if ca_certs_file is not None:
+        ca_certs_file = _absolute_path(ca_certs_file, _join(path, "ca_certs_file"))
+        if not os.path.isfile(ca_certs_file):
+            raise SettingsError(
+                _join(path, "ca_certs_file"), f"file {ca_certs_file} does not exist"
+            )
+    has_templates = "bind_dn_templates" in section
+    if has_templates == ("search" in section):
+        raise SettingsError(
+            _join(path, "bind_dn_templates"),
+            "give exactly one of bind_dn_templates (the DN is made from the username) "
+            "and search (a search finds the DN)",
+        )
+    templates: tuple[str, ...] = ()
+    search: dict[str, Any] = {}
+    if has_templates:
+        templates_path = _join(path, "bind_dn_templates")
+        templates = _string_list(section["bind_dn_templates"], templates_path, allow_empty=False)
+        for index, template in enumerate(templates):
+            if "{username}" not in template:
+                raise SettingsError(
+                    f"{templates_path}[{index}]",
+                    f"{template!r} has no {{username}} placeholder, so every user would "
+                    "bind as the same DN",
+                )
+    else:
+        search_path = _join(path, "search")
+        found = _section(
+            section["search"],
+            search_path,
+            ("base",),
+            ("user_attribute", "bind_dn", "bind_password_file"),
+        )
+        search["search_base"] = _string(found["base"], _join(search_path, "base"))
+        search["search_user_attribute"] = _string(
+            found.get("user_attribute", "uid"), _join(search_path, "user_attribute")
+        )
+        if ("bind_dn" in found) != ("bind_password_file" in found):
+            raise SettingsError(
+                _join(search_path, "bind_password_file"),
+                "bind_dn and bind_password_file go together (or leave both out for an "
+                "anonymous search)",
+            )
+        if "bind_dn" in found:
+            search["search_bind_dn"] = _string(found["bind_dn"], _join(search_path, "bind_dn"))
+            search["search_bind_password_file"] = _secret_path(
+                found["bind_password_file"], _join(search_path, "bind_password_file"), is_token=True
+            )
+    return LdapSettings(
+        server_address=_string(section["server_address"], _join(path, "server_address")),
+        tls_strategy=tls_strategy,
+        allowed_groups=_string_list(section["allowed_groups"], _join(path, "allowed_groups")),
+        server_port=server_port,
+        ca_certs_file=ca_certs_file,
+        bind_dn_templates=templates,
+        **search,
+    )
+
+
+# One entry per `authenticator.kind`: a parse function (section, dotted path, the
+# public URL) returning a frozen dataclass with `has_allow_rule`, `check_users` and
+# `apply`.
+AUTHENTICATOR_KINDS: Mapping[str, Callable[[dict, str, str], AuthenticatorSettings]] = (
+    MappingProxyType(
+        {
+            "pam": _parse_pam,
+            "hashed": _parse_hashed,
+            "github": _parse_github,
+            "oidc": _parse_oidc,
+            "ldap": _parse_ldap,
+        }
+    )
 )
 
 
-def _parse_authenticator(data: Any) -> AuthenticatorSettings:
+def _parse_authenticator(data: Any, public_url: str) -> AuthenticatorSettings:
     path = "authenticator"
     if not isinstance(data, dict):
         raise SettingsError(path, f"must be a JSON object, not {_type_name(data)}")
@@ -421,7 +788,7 @@ def _parse_authenticator(data: Any) -> AuthenticatorSettings:
     if kind not in AUTHENTICATOR_KINDS:
         shown = "missing" if kind is None else repr(kind)
         raise SettingsError(f"{path}.kind", f"is {shown}; choose one of: {choices}")
-    return AUTHENTICATOR_KINDS[kind](data, path)
+    return AUTHENTICATOR_KINDS[kind](data, path, public_url)
 
 
 # --- the whole file ---------------------------------------------------------------
@@ -483,16 +850,21 @@ def parse_settings(data: Any) -> Settings:
         ),
     )
 
-    authenticator = _parse_authenticator(top["authenticator"])
+    authenticator = _parse_authenticator(top["authenticator"], public_url)
 
     allowed_users = _usernames(top["allowed_users"], "allowed_users")
     admin_users = _usernames(top["admin_users"], "admin_users")
     allow_all = _bool(top["allow_all"], "allow_all")
-    if not allowed_users and not allow_all:
+    if not allowed_users and not allow_all and not authenticator.has_allow_rule():
+        # An OAuth or LDAP hub with no rule at all would let in nobody (JupyterHub 5)
+        # or, configured by hand, everybody with an account at the provider: both
+        # are refused here, and allow_all must be said explicitly.
+        rules = ", ".join(("allowed_users", *authenticator.allow_rule_settings))
         raise SettingsError(
             "allowed_users",
-            "is empty and allow_all is false, so no user could log in; "
-            "set allowed_users or allow_all",
+            f"is empty{', ' if authenticator.allow_rule_settings else ' '}"
+            + "".join(f"{rule} is empty, " for rule in authenticator.allow_rule_settings)
+            + f"and allow_all is false, so no user could log in; set {rules} or allow_all",
         )
     not_allowed = sorted(admin_users - allowed_users)
     if not_allowed and not allow_all:
@@ -503,48 +875,8 @@ def parse_settings(data: Any) -> Settings:
         )
     authenticator.check_users(allowed_users, allow_all)
 
-    spawner = _section(
-        top["spawner"],
-        "spawner",
-        (
-            "cmd",
-            "default_url",
-            "notebook_dir",
-            "start_timeout",
-            "http_timeout",
-            "environment",
-            "log_dir",
-        ),
-    )
-    cmd = spawner["cmd"]
-    if not isinstance(cmd, list) or not cmd:
-        raise SettingsError("spawner.cmd", "must be a non-empty list of strings")
-    for index, arg in enumerate(cmd):
-        _string(arg, f"spawner.cmd[{index}]")
-    default_url = _string(spawner["default_url"], "spawner.default_url")
-    if not default_url.startswith("/"):
-        raise SettingsError(
-            "spawner.default_url", f"must start with '/', like /lab, not {default_url!r}"
-        )
-    environment = spawner["environment"]
-    if not isinstance(environment, dict):
-        raise SettingsError(
-            "spawner.environment",
-            f"must be an object of string to string, not {_type_name(environment)}",
-        )
-    for key, value in environment.items():
-        if not key:
-            raise SettingsError("spawner.environment", "variable names must not be empty")
-        _string(value, f"spawner.environment.{key}", allow_empty=True)
-    spawner_settings = SpawnerSettings(
-        cmd=tuple(cmd),
-        default_url=default_url,
-        notebook_dir=_string(spawner["notebook_dir"], "spawner.notebook_dir"),
-        start_timeout=_positive_int(spawner["start_timeout"], "spawner.start_timeout"),
-        http_timeout=_positive_int(spawner["http_timeout"], "spawner.http_timeout"),
-        environment=MappingProxyType(dict(environment)),
-        log_dir=_absolute_path(spawner["log_dir"], "spawner.log_dir"),
-    )
+    # The spawner section (kind, limits, options form): hub_app.spawner_settings.
+    spawner_settings = parse_spawner(top["spawner"])
 
     api_client = _section(top["api_client"], "api_client", ("service_name", "token_file"))
     service_name = _string(api_client["service_name"], "api_client.service_name")
@@ -639,16 +971,9 @@ def apply_settings(c: Any, settings: Settings) -> None:
     # from allowed_users.
     c.Authenticator.allow_existing_users = False
 
-    # LocalProcessSpawner, but each server logs to a file of its own: the hub's
-    # output is a pipe that dies with the hub, and servers outlive hub restarts.
-    c.JupyterHub.spawner_class = "hub_app.spawners.LoggingLocalProcessSpawner"
-    c.LoggingLocalProcessSpawner.log_dir = settings.spawner.log_dir
-    c.Spawner.cmd = list(settings.spawner.cmd)
-    c.Spawner.default_url = settings.spawner.default_url
-    c.Spawner.notebook_dir = settings.spawner.notebook_dir
-    c.Spawner.start_timeout = settings.spawner.start_timeout
-    c.Spawner.http_timeout = settings.spawner.http_timeout
-    c.Spawner.environment = dict(settings.spawner.environment)
+    # The spawner kind and its settings; every kind's servers log outside the
+    # hub's output, so they outlive hub restarts (hub_app.spawner_settings).
+    apply_spawner(c, settings.spawner)
 
     service_name = settings.api_client.service_name
     c.JupyterHub.services = [

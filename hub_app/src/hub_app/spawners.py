@@ -1,4 +1,16 @@
-"""Spawners: JupyterHub's own, with what a hub that survives restarts needs.
+"""Spawners: JupyterHub's own and the two plugins, with what this hub needs.
+
+Three kinds, chosen by the settings' ``spawner.kind``:
+
+- ``local``: :class:`LoggingLocalProcessSpawner` (see below);
+- ``systemd``: :class:`HubSystemdSpawner`, systemdspawner's transient units with
+  per-user memory and CPU limits; servers log to the journal;
+- ``docker``: :class:`HubDockerSpawner`, dockerspawner over any Docker API (a
+  Docker engine, or podman's ``podman system service``).
+
+Each carries :class:`OptionsFormMixin`: the spawn page's options form
+(:mod:`hub_app.options_form`), checked on the hub side, whether the options come
+from the form or the REST API.
 
 LocalProcessSpawner hands each server the hub's own stdout and stderr. Under a
 process supervisor those are a pipe that the supervisor closes when the hub exits,
@@ -10,16 +22,36 @@ of its own instead, which outlives any number of hub restarts.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
+import shlex
 import subprocess
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import Unicode, validate
+from jupyterhub.utils import random_port
+from systemdspawner import SystemdSpawner
+from tornado import web
+from traitlets import Bool, Integer, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
 
-__all__ = ["LoggingLocalProcessSpawner", "open_server_log"]
+from .options_form import FormError, FormSettings, check_user_options, parse_form, render_form
+from .options_form import repo_name as _repo_name
+
+__all__ = [
+    "HubDockerSpawner",
+    "HubSystemdSpawner",
+    "LoggingLocalProcessSpawner",
+    "OptionsFormMixin",
+    "open_server_log",
+]
+
+# Where a cloned repository's requirements go, relative to the user's home: one
+# environment per repository, put on the kernels' PYTHONPATH.
+REPO_ENVS_DIR = ".local/share/hub-app/envs"
 
 
 def open_server_log(log_dir: str | os.PathLike[str], username: str) -> IO[bytes]:
@@ -54,7 +86,163 @@ def open_server_log(log_dir: str | os.PathLike[str], username: str) -> IO[bytes]
     return os.fdopen(fd, "ab")
 
 
-class LoggingLocalProcessSpawner(LocalProcessSpawner):
+class OptionsFormMixin(LoggingConfigurable):
+    """The options form and its hub-side checks, for any JupyterHub spawner.
+
+    ``options_from_form`` checks the posted form (a bad value raises, and
+    JupyterHub shows the message on the spawn page without starting anything);
+    ``apply_user_options`` checks again whatever ``user_options`` arrived (the REST
+    API skips the form) and applies them: variables to ``environment``, arguments
+    to ``args``, the image to ``image``. A repository is cloned by
+    :meth:`prepare_repository` before the server starts.
+    """
+
+    form_environment = Bool(
+        False, help="Offer environment variables (KEY=VALUE lines) on the spawn form."
+    ).tag(config=True)
+    form_environment_overridable = List(
+        Unicode(),
+        help="Spawner-owned variable names (PATH...) users may still set; never JUPYTERHUB_*.",
+    ).tag(config=True)
+    form_args = List(
+        Unicode(), help="Server argument names users may add, like --ServerApp.terminals_enabled."
+    ).tag(config=True)
+    form_images = List(
+        Unicode(), help="Images users choose from (docker only); fewer than two: no field."
+    ).tag(config=True)
+    form_git_hosts = List(
+        Unicode(), help="Hosts git repositories may be cloned from (https only); empty: no field."
+    ).tag(config=True)
+    git_python = Unicode(
+        "python3",
+        help="Python whose pip installs a cloned repository's requirements.txt "
+        "(the kernels' Python, so the packages match it).",
+    ).tag(config=True)
+    git_timeout = Integer(
+        300, help="Seconds cloning a repository and installing its requirements may take."
+    ).tag(config=True)
+
+    def form_settings(self) -> FormSettings:
+        """What the form offers, from this spawner's configuration."""
+        return FormSettings(
+            environment=self.form_environment,
+            environment_overridable=frozenset(self.form_environment_overridable),
+            fixed_environment=frozenset(self.environment),
+            args=tuple(self.form_args),
+            images=tuple(self.form_images),
+            default_image=self.form_images[0] if self.form_images else "",
+            git_hosts=tuple(h.lower() for h in self.form_git_hosts),
+        )
+
+    @default("options_form")
+    def _default_options_form(self):
+        return render_form(self.form_settings())
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        # A function, not a method override: JupyterHub calls the trait's value.
+        def options_from_form(formdata, spawner=None):
+            return parse_form(formdata, (spawner or self).form_settings())
+
+        return options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        def apply_user_options(spawner, user_options):
+            spawner.apply_checked_options(user_options)
+
+        return apply_user_options
+
+    def apply_checked_options(self, user_options: Any) -> None:
+        """Check ``user_options`` and apply them to this spawner.
+
+        Raises:
+            tornado.web.HTTPError: 400 with the rule broken, shown to the user.
+        """
+        try:
+            options = check_user_options(user_options, self.form_settings())
+        except FormError as e:
+            raise web.HTTPError(400, f"{e.field}: {e}", reason=str(e)) from None
+        self.environment = {**self.environment, **options.get("env", {})}
+        self.args = [*self.args, *options.get("args", [])]
+        if "image" in options:
+            self.image = options["image"]
+        self.git_url = options.get("git_url", "")
+        if self.git_url:
+            self.environment = {
+                **self.environment,
+                "PYTHONPATH": self.repo_env_path(self.git_url),
+            }
+
+    git_url = Unicode("")
+
+    def repo_home(self) -> str:
+        """The user's home where repositories are cloned, as the server sees it."""
+        return pwd.getpwnam(self.user.name).pw_dir
+
+    def repo_env_path(self, url: str) -> str:
+        """Where a repository's requirements are installed (on the kernels' PYTHONPATH)."""
+        return f"{self.repo_home()}/{REPO_ENVS_DIR}/{_repo_name(url)}"
+
+    def repo_script(self, url: str) -> str:
+        """A shell script, run as the user in their home: clone once, install requirements."""
+        name = _repo_name(url)
+        target = f"{REPO_ENVS_DIR}/{name}"
+        python = shlex.quote(self.git_python)
+        return (
+            "set -e; cd; "
+            f"if [ ! -d {shlex.quote(name)}/.git ]; then "
+            # Shallow first; a server speaking only git's "dumb" HTTP refuses it.
+            f"git clone --quiet --depth 1 -- {shlex.quote(url)} {shlex.quote(name)} 2>/dev/null"
+            f" || git clone --quiet -- {shlex.quote(url)} {shlex.quote(name)}; fi; "
+            f"if [ -f {shlex.quote(name)}/requirements.txt ]; then "
+            f"{python} -m pip install --quiet --disable-pip-version-check --no-input "
+            f"--upgrade --target {shlex.quote(target)} "
+            f"-r {shlex.quote(name)}/requirements.txt; fi"
+        )
+
+    async def prepare_repository(self) -> None:
+        """Clone the chosen repository as the user, on the hub host (local, systemd).
+
+        Raises:
+            RuntimeError: If cloning or installing fails; the message ends up on the
+                spawn-pending page.
+        """
+        if not self.git_url:
+            return
+        account = pwd.getpwnam(self.user.name)
+        env = {
+            "HOME": account.pw_dir,
+            "USER": account.pw_name,
+            "LOGNAME": account.pw_name,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            self.repo_script(self.git_url),
+            cwd=account.pw_dir,
+            env=env,
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=os.getgrouplist(account.pw_name, account.pw_gid),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), self.git_timeout)
+        except TimeoutError:
+            process.kill()
+            raise RuntimeError(
+                f"cloning {self.git_url} took longer than {self.git_timeout} s"
+            ) from None
+        if process.returncode:
+            tail = output.decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"cloning {self.git_url} failed: {' / '.join(tail)}")
+
+
+class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
     """LocalProcessSpawner whose servers log to a file each, not to the hub's output."""
 
     log_dir = Unicode(
@@ -81,6 +269,7 @@ class LoggingLocalProcessSpawner(LocalProcessSpawner):
         Returns:
             The ``(ip, port)`` the server listens on, as LocalProcessSpawner.start.
         """
+        await self.prepare_repository()
         log = open_server_log(self.log_dir, self.user.name)
         previous = self.popen_kwargs
         self.popen_kwargs = {**previous, "stdout": log, "stderr": subprocess.STDOUT}
@@ -90,3 +279,67 @@ class LoggingLocalProcessSpawner(LocalProcessSpawner):
             # The child has its own copy of the descriptor; the hub keeps none.
             self.popen_kwargs = previous
             log.close()
+
+
+class HubSystemdSpawner(OptionsFormMixin, SystemdSpawner):
+    """systemdspawner (a transient unit per server, with ``mem_limit``/``cpu_limit``)
+    plus the options form. Servers log to the journal (``journalctl -u jupyter-<user>-singleuser``).
+    """
+
+    async def start(self):
+        """Clone the chosen repository, then start the unit as systemdspawner does."""
+        await self.prepare_repository()
+        return await super().start()
+
+
+class HubDockerSpawner(OptionsFormMixin, DockerSpawner):
+    """dockerspawner plus the options form, for a Docker API on the hub host.
+
+    Containers use the host's network (``network_name = "host"``, nothing to route
+    or NAT, which also works where the engine cannot create bridges, as podman
+    nested in a container): each server gets a free port of its own and the hub
+    reaches it on 127.0.0.1. A cloned repository goes into the user's volume,
+    from inside the container (the image needs git).
+    """
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "host"
+
+    @default("form_images")
+    def _default_form_images(self):
+        return [self.image]
+
+    @default("git_python")
+    def _default_git_python(self):
+        return "python3"
+
+    container_home = Unicode(
+        "/home/jovyan", help="The user's home inside the container (the volume's mount point)."
+    ).tag(config=True)
+
+    def repo_home(self) -> str:
+        """Inside the container: the volume holding the user's files."""
+        return self.container_home
+
+    @default("port")
+    def _default_port(self):
+        return 8888
+
+    async def start(self):
+        """Pick a free port (host network), start, then clone the repository inside."""
+        if self.network_name == "host":
+            self.port = random_port()
+        if self.git_url:
+            # post_start_cmd runs in the container, as its user, before the hub
+            # sees the server as ready.
+            self.post_start_cmd = f"sh -c {shlex.quote(self.repo_script(self.git_url))}"
+        else:
+            self.post_start_cmd = False
+        return await super().start()
+
+    async def get_ip_and_port(self):
+        """With the host's network the server listens on the hub host itself."""
+        if self.network_name == "host":
+            return "127.0.0.1", self.port
+        return await super().get_ip_and_port()

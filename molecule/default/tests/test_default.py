@@ -11,173 +11,37 @@ from __future__ import annotations
 import json
 import re
 import ssl
-import subprocess
 import time
-import uuid
-from typing import Any
 
 import pytest
 import requests
-import websocket
-from requests.adapters import HTTPAdapter
 
-HUB_APP = "/opt/jupyterhub/venv/bin/hub-app"
+# The helpers, shared with the other scenarios (molecule/_shared/hub_client.py).
+from hub_client import (
+    CERTIFICATE,
+    HUB_APP,
+    browser,
+    container_address,
+    hub_app,
+    hub_url,
+    log_in,
+    run_code,
+    save_certificate,
+    server_pid,
+    user_token,
+)
+
 TEST_USER = "alice"
 # Test-only password: its hash is in molecule.yml's inventory.
 TEST_PASSWORD = "molecule-alice-password"
 INITIAL_ADMIN = "hubadmin"
 INITIAL_ADMIN_CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
-# The hub's name in the scenario's inventory (tls_domains); nothing resolves it,
-# so requests go to the container's address while TLS checks this name.
-HUB_NAME = "hub.molecule.test"
-CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
-
-
-# --- helpers ------------------------------------------------------------------
-
-
-def container_address(host) -> str:
-    """The container's IP address on podman's bridge, as the test host reaches it."""
-    name = host.backend.name
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    networks = json.loads(out)
-    return next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
-
-
-def hub_url(host, path: str = "/") -> str:
-    return f"https://{container_address(host)}{path}"
-
-
-def trusting(certificate: str) -> ssl.SSLContext:
-    """A TLS context whose only trust anchor is the hub's own certificate.
-
-    The self-signed certificate is a leaf (CA:FALSE), so OpenSSL accepts it as a
-    trust anchor only with partial chains allowed: this pins that exact certificate.
-    """
-    context = ssl.create_default_context(cafile=certificate)
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
-
-
-class _HubNameAdapter(HTTPAdapter):
-    """Verify the hub's certificate, for HUB_NAME, while connecting to an address."""
-
-    def __init__(self, certificate: str) -> None:
-        self._context = trusting(certificate)
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        kwargs["server_hostname"] = HUB_NAME
-        kwargs["assert_hostname"] = HUB_NAME
-        super().init_poolmanager(*args, **kwargs)
 
 
 @pytest.fixture
 def trusted_certificate(host, tmp_path) -> str:
     """The hub's self-signed certificate, saved on the test host to trust it."""
-    path = tmp_path / "hub.pem"
-    path.write_text(host.file(CERTIFICATE).content_string)
-    return str(path)
-
-
-def browser(certificate: str) -> requests.Session:
-    """A session that trusts only the hub's certificate and checks its name."""
-    session = requests.Session()
-    session.mount("https://", _HubNameAdapter(certificate))
-    return session
-
-
-def hub_app(host, *args: str) -> str:
-    """Run ``hub-app`` as root inside the container; fail the test on error."""
-    result = host.run_expect([0], " ".join([HUB_APP, *args]))
-    return result.stdout.strip()
-
-
-def xsrf_from(page: str) -> str:
-    match = re.search(r'name="_xsrf"\s+value="([^"]+)"', page)
-    assert match, "the login form carries no _xsrf field"
-    return match.group(1)
-
-
-def log_in(host, certificate: str, username: str, password: str) -> requests.Response:
-    """Log in through the hub's login form like a browser; return the last response."""
-    session = browser(certificate)
-    form = session.get(hub_url(host, "/hub/login"), timeout=30)
-    assert form.status_code == 200, form.text[:500]
-    response = session.post(
-        hub_url(host, "/hub/login"),
-        data={"username": username, "password": password, "_xsrf": xsrf_from(form.text)},
-        timeout=60,
-        allow_redirects=False,
-    )
-    response.session = session  # type: ignore[attr-defined]
-    return response
-
-
-def user_token(host, username: str) -> str:
-    return hub_app(host, "token", "create", username, "--note", "molecule-verify")
-
-
-def run_code(host, certificate: str, username: str, token: str, code: str) -> str:
-    """Start a kernel through the server's REST API, run ``code``, return its text result."""
-    session = browser(certificate)
-    session.headers["Authorization"] = f"token {token}"
-    base = hub_url(host, f"/user/{username}/api")
-    kernel = session.post(f"{base}/kernels", json={"name": "python3"}, timeout=60)
-    assert kernel.status_code == 201, kernel.text[:500]
-    kernel_id = kernel.json()["id"]
-    ws_url = f"wss://{container_address(host)}/user/{username}/api/kernels/{kernel_id}/channels"
-    ws = websocket.create_connection(
-        ws_url,
-        header=[f"Authorization: token {token}"],
-        sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
-        timeout=60,
-    )
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": username,
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False, "store_history": False},
-                    "channel": "shell",
-                }
-            )
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            message: dict[str, Any] = json.loads(ws.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "execute_result":
-                return message["content"]["data"]["text/plain"]
-            if message["msg_type"] == "error":
-                pytest.fail(f"the kernel raised {message['content']['ename']}")
-        pytest.fail(f"no result for {code!r} within 60 s")
-    finally:
-        ws.close()
-        session.delete(f"{base}/kernels/{kernel_id}", timeout=30)
-
-
-def server_pid(host, username: str) -> int:
-    out = host.check_output(f"pgrep -u {username} -f jupyterhub-singleuser")
-    pids = [int(pid) for pid in out.split()]
-    assert len(pids) == 1, f"expected one server process for {username}, found {pids}"
-    return pids[0]
+    return save_certificate(host, tmp_path)
 
 
 # --- the checks, in the order a user meets them -----------------------------------

@@ -1,0 +1,290 @@
+"""The settings file's ``spawner`` section: which spawner, its limits and the options form.
+
+Kept apart from :mod:`hub_app.settings` (which calls :func:`parse_spawner` and
+:func:`apply_spawner`) so each spawner kind is one entry in :data:`SPAWNER_KINDS`.
+Errors are :class:`hub_app.settings.SettingsError` naming the dotted setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import settings as _s
+from .options_form import ENV_NAME_PATTERN, RESERVED_ENV_PREFIXES
+
+__all__ = ["SPAWNER_KINDS", "FormOptions", "SpawnerSettings", "apply_spawner", "parse_spawner"]
+
+# kind -> the spawner class JupyterHub loads.
+SPAWNER_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "local": "hub_app.spawners.LoggingLocalProcessSpawner",
+        "systemd": "hub_app.spawners.HubSystemdSpawner",
+        "docker": "hub_app.spawners.HubDockerSpawner",
+    }
+)
+MEM_LIMIT_PATTERN = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+ARG_NAME_PATTERN = re.compile(r"^--[A-Za-z][A-Za-z0-9_.-]*$")
+HOST_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+VOLUME_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.{}-]*$")
+PULL_POLICIES = ("ifnotpresent", "always", "never", "skip")
+
+
+@dataclass(frozen=True)
+class FormOptions:
+    """``spawner.options_form``: which fields the spawn page offers."""
+
+    environment: bool = False
+    environment_overridable: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    git_hosts: tuple[str, ...] = ()
+    git_python: str = "python3"
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """``spawner.docker``: the Docker API, the images and the users' volumes."""
+
+    api_url: str
+    images: tuple[str, ...]
+    cmd: tuple[str, ...]
+    home: str
+    volume_name: str
+    pull_policy: str
+
+
+@dataclass(frozen=True)
+class SpawnerSettings:
+    """The validated ``spawner`` section."""
+
+    cmd: tuple[str, ...]
+    default_url: str
+    notebook_dir: str
+    start_timeout: int
+    http_timeout: int
+    environment: Mapping[str, str]
+    log_dir: str
+    kind: str = "local"
+    mem_limit: str | None = None
+    cpu_limit: float | None = None
+    options_form: FormOptions = field(default_factory=FormOptions)
+    docker: DockerSettings | None = None
+
+
+def _string_list(value: Any, path: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _s.SettingsError(path, f"must be a list of {what}")
+    seen: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not pattern.match(item):
+            raise _s.SettingsError(f"{path}[{index}]", f"{item!r} is not a valid {what[:-1]}")
+        if item in seen:
+            raise _s.SettingsError(f"{path}[{index}]", f"{item!r} is listed twice")
+        seen.append(item)
+    return tuple(seen)
+
+
+def _parse_form(data: Any, kind: str) -> FormOptions:
+    path = "spawner.options_form"
+    section = _s._section(
+        data,
+        path,
+        (),
+        ("environment", "environment_overridable", "args", "git_hosts", "git_python"),
+    )
+    overridable = _string_list(
+        section.get("environment_overridable", []),
+        f"{path}.environment_overridable",
+        ENV_NAME_PATTERN,
+        "variable names",
+    )
+    for index, name in enumerate(overridable):
+        if name.startswith(RESERVED_ENV_PREFIXES):
+            raise _s.SettingsError(
+                f"{path}.environment_overridable[{index}]",
+                f"{name} belongs to JupyterHub and can never be overridden; remove it",
+            )
+    git_python = _s._string(section.get("git_python", "python3"), f"{path}.git_python")
+    return FormOptions(
+        environment=_s._bool(section.get("environment", False), f"{path}.environment"),
+        environment_overridable=overridable,
+        args=_string_list(
+            section.get("args", []), f"{path}.args", ARG_NAME_PATTERN, "argument names"
+        ),
+        git_hosts=_string_list(
+            section.get("git_hosts", []), f"{path}.git_hosts", HOST_PATTERN, "host names"
+        ),
+        git_python=git_python,
+    )
+
+
+def _parse_docker(data: Any) -> DockerSettings:
+    path = "spawner.docker"
+    section = _s._section(
+        data, path, ("api_url", "images"), ("cmd", "home", "volume_name", "pull_policy")
+    )
+    api_url = _s._string(section["api_url"], f"{path}.api_url")
+    if not api_url.startswith(("unix:///", "tcp://", "http://", "https://")):
+        raise _s.SettingsError(
+            f"{path}.api_url",
+            f"must be unix:///path/to.sock or tcp://host:port, not {api_url!r}",
+        )
+    images = _string_list(section["images"], f"{path}.images", IMAGE_PATTERN, "image names")
+    if not images:
+        raise _s.SettingsError(f"{path}.images", "must name at least one image (the default)")
+    cmd = section.get("cmd", ["jupyterhub-singleuser"])
+    if not isinstance(cmd, list) or not cmd:
+        raise _s.SettingsError(f"{path}.cmd", "must be a non-empty list of strings")
+    for index, arg in enumerate(cmd):
+        _s._string(arg, f"{path}.cmd[{index}]")
+    pull_policy = section.get("pull_policy", "ifnotpresent")
+    if pull_policy not in PULL_POLICIES:
+        raise _s.SettingsError(
+            f"{path}.pull_policy", f"is {pull_policy!r}; choose one of: {', '.join(PULL_POLICIES)}"
+        )
+    volume_name = _s._string(
+        section.get("volume_name", "jupyterhub-user-{username}"), f"{path}.volume_name"
+    )
+    if not VOLUME_NAME_PATTERN.match(volume_name) or "{username}" not in volume_name:
+        raise _s.SettingsError(
+            f"{path}.volume_name",
+            f"must be a volume name containing {{username}}, like jupyterhub-user-{{username}}, "
+            f"not {volume_name!r}",
+        )
+    return DockerSettings(
+        api_url=api_url,
+        images=images,
+        cmd=tuple(cmd),
+        home=_s._absolute_path(section.get("home", "/home/jovyan"), f"{path}.home"),
+        volume_name=volume_name,
+        pull_policy=pull_policy,
+    )
+
+
+def parse_spawner(data: Any) -> SpawnerSettings:
+    """Validate the ``spawner`` section.
+
+    Raises:
+        hub_app.settings.SettingsError: For the first rule broken, naming its setting.
+    """
+    spawner = _s._section(
+        data,
+        "spawner",
+        (
+            "cmd",
+            "default_url",
+            "notebook_dir",
+            "start_timeout",
+            "http_timeout",
+            "environment",
+            "log_dir",
+        ),
+        ("kind", "mem_limit", "cpu_limit", "options_form", "docker"),
+    )
+    kind = spawner.get("kind", "local")
+    if kind not in SPAWNER_KINDS:
+        choices = ", ".join(SPAWNER_KINDS)
+        raise _s.SettingsError("spawner.kind", f"is {kind!r}; choose one of: {choices}")
+    cmd = spawner["cmd"]
+    if not isinstance(cmd, list) or not cmd:
+        raise _s.SettingsError("spawner.cmd", "must be a non-empty list of strings")
+    for index, arg in enumerate(cmd):
+        _s._string(arg, f"spawner.cmd[{index}]")
+    default_url = _s._string(spawner["default_url"], "spawner.default_url")
+    if not default_url.startswith("/"):
+        raise _s.SettingsError(
+            "spawner.default_url", f"must start with '/', like /lab, not {default_url!r}"
+        )
+    environment = spawner["environment"]
+    if not isinstance(environment, dict):
+        raise _s.SettingsError(
+            "spawner.environment",
+            f"must be an object of string to string, not {_s._type_name(environment)}",
+        )
+    for key, value in environment.items():
+        if not key:
+            raise _s.SettingsError("spawner.environment", "variable names must not be empty")
+        _s._string(value, f"spawner.environment.{key}", allow_empty=True)
+
+    mem_limit = spawner.get("mem_limit")
+    if mem_limit is not None and (
+        not isinstance(mem_limit, str) or not MEM_LIMIT_PATTERN.match(mem_limit)
+    ):
+        raise _s.SettingsError(
+            "spawner.mem_limit",
+            f"must be bytes with an optional K, M, G or T suffix, like 2G, not {mem_limit!r}",
+        )
+    cpu_limit = spawner.get("cpu_limit")
+    if cpu_limit is not None and (type(cpu_limit) not in (int, float) or not 0 < cpu_limit <= 1024):
+        raise _s.SettingsError(
+            "spawner.cpu_limit", f"must be a positive number of CPUs, like 1.5, not {cpu_limit!r}"
+        )
+    if kind == "local" and (mem_limit is not None or cpu_limit is not None):
+        raise _s.SettingsError(
+            "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
+            "the local spawner cannot enforce limits; use kind systemd or docker, or remove it",
+        )
+    form = _parse_form(spawner.get("options_form", {}), kind)
+    docker = None
+    if kind == "docker":
+        if spawner.get("docker") is None:
+            raise _s.SettingsError("spawner.docker", 'is required with kind "docker"')
+        docker = _parse_docker(spawner["docker"])
+    elif spawner.get("docker") is not None:
+        raise _s.SettingsError("spawner.docker", f'is only used with kind "docker", not {kind!r}')
+    return SpawnerSettings(
+        kind=kind,
+        cmd=tuple(cmd),
+        default_url=default_url,
+        notebook_dir=_s._string(spawner["notebook_dir"], "spawner.notebook_dir"),
+        start_timeout=_s._positive_int(spawner["start_timeout"], "spawner.start_timeout"),
+        http_timeout=_s._positive_int(spawner["http_timeout"], "spawner.http_timeout"),
+        environment=MappingProxyType(dict(environment)),
+        log_dir=_s._absolute_path(spawner["log_dir"], "spawner.log_dir"),
+        mem_limit=mem_limit,
+        cpu_limit=None if cpu_limit is None else float(cpu_limit),
+        options_form=form,
+        docker=docker,
+    )
+
+
+def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
+    """Set the spawner class, the common traits, the limits and the form's fields."""
+    c.JupyterHub.spawner_class = SPAWNER_KINDS[spawner.kind]
+    # Every kind's servers log outside the hub's output (local: a file each;
+    # systemd: the journal; docker: the engine), so they outlive hub restarts.
+    c.LoggingLocalProcessSpawner.log_dir = spawner.log_dir
+    c.Spawner.cmd = list(spawner.cmd)
+    c.Spawner.default_url = spawner.default_url
+    c.Spawner.notebook_dir = spawner.notebook_dir
+    c.Spawner.start_timeout = spawner.start_timeout
+    c.Spawner.http_timeout = spawner.http_timeout
+    c.Spawner.environment = dict(spawner.environment)
+    if spawner.mem_limit is not None:
+        c.Spawner.mem_limit = spawner.mem_limit
+    if spawner.cpu_limit is not None:
+        c.Spawner.cpu_limit = spawner.cpu_limit
+
+    form = spawner.options_form
+    c.OptionsFormMixin.form_environment = form.environment
+    c.OptionsFormMixin.form_environment_overridable = list(form.environment_overridable)
+    c.OptionsFormMixin.form_args = list(form.args)
+    c.OptionsFormMixin.form_git_hosts = list(form.git_hosts)
+    c.OptionsFormMixin.git_python = form.git_python
+
+    if spawner.docker is not None:
+        docker = spawner.docker
+        c.HubDockerSpawner.client_kwargs = {"base_url": docker.api_url}
+        c.HubDockerSpawner.image = docker.images[0]
+        c.HubDockerSpawner.allowed_images = list(docker.images)
+        c.OptionsFormMixin.form_images = list(docker.images)
+        c.HubDockerSpawner.cmd = list(docker.cmd)
+        c.HubDockerSpawner.pull_policy = docker.pull_policy
+        c.HubDockerSpawner.container_home = docker.home
+        c.HubDockerSpawner.volumes = {docker.volume_name: docker.home}
+        # The container goes with the server; the volume keeps the user's files.
+        c.HubDockerSpawner.remove = True

@@ -1,0 +1,113 @@
+"""The settings file's spawner section: kinds, limits, the form, docker."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from traitlets.config import Config
+
+from hub_app.settings import SettingsError, apply_settings, parse_settings
+
+DOCKER = {"api_url": "unix:///run/podman/podman.sock", "images": ["localhost/lab:1"]}
+
+
+def _with(**spawner):
+    def mutate(data):
+        data["spawner"].update(spawner)
+
+    return mutate
+
+
+BAD = {
+    "kind": (_with(kind="kubernetes"), "spawner.kind", "choose one of: local, systemd, docker"),
+    "local-limit": (_with(mem_limit="1G"), "spawner.mem_limit", "cannot enforce limits"),
+    "mem-format": (_with(kind="systemd", mem_limit="1 GB"), "spawner.mem_limit", "like 2G"),
+    "cpu-zero": (_with(kind="systemd", cpu_limit=0), "spawner.cpu_limit", "positive"),
+    "cpu-bool": (_with(kind="systemd", cpu_limit=True), "spawner.cpu_limit", "positive"),
+    "docker-missing": (_with(kind="docker"), "spawner.docker", "required"),
+    "docker-elsewhere": (_with(docker=DOCKER), "spawner.docker", "only used with"),
+    "docker-no-image": (
+        _with(kind="docker", docker={**DOCKER, "images": []}),
+        "spawner.docker.images",
+        "at least one",
+    ),
+    "docker-api": (
+        _with(kind="docker", docker={**DOCKER, "api_url": "/run/docker.sock"}),
+        "spawner.docker.api_url",
+        "unix:///",
+    ),
+    "docker-volume": (
+        _with(kind="docker", docker={**DOCKER, "volume_name": "shared"}),
+        "spawner.docker.volume_name",
+        "{username}",
+    ),
+    "docker-pull": (
+        _with(kind="docker", docker={**DOCKER, "pull_policy": "sometimes"}),
+        "spawner.docker.pull_policy",
+        "choose one of",
+    ),
+    "form-key": (_with(options_form={"envs": True}), "spawner.options_form.envs", "unknown key"),
+    "form-arg": (
+        _with(options_form={"args": ["ServerApp.ip"]}),
+        "spawner.options_form.args[0]",
+        "not a valid argument name",
+    ),
+    "form-host": (
+        _with(options_form={"git_hosts": ["https://github.com"]}),
+        "spawner.options_form.git_hosts[0]",
+        "not a valid host name",
+    ),
+    "form-reserved": (
+        _with(options_form={"environment_overridable": ["JUPYTERHUB_API_TOKEN"]}),
+        "spawner.options_form.environment_overridable[0]",
+        "never be overridden",
+    ),
+}
+
+
+@pytest.mark.parametrize(("mutate", "setting", "message"), BAD.values(), ids=BAD.keys())
+def test_bad_spawner_settings_name_the_setting(settings_data, mutate, setting, message):
+    data = copy.deepcopy(settings_data)
+    mutate(data)
+    with pytest.raises(SettingsError, match=message) as raised:
+        parse_settings(data)
+    assert raised.value.setting == setting
+
+
+KINDS = {
+    "local": ({}, "hub_app.spawners.LoggingLocalProcessSpawner"),
+    "systemd": (
+        {"kind": "systemd", "mem_limit": "1G", "cpu_limit": 1},
+        "hub_app.spawners.HubSystemdSpawner",
+    ),
+    "docker": ({"kind": "docker", "docker": DOCKER}, "hub_app.spawners.HubDockerSpawner"),
+}
+
+
+@pytest.mark.parametrize(("spawner", "spawner_class"), KINDS.values(), ids=KINDS.keys())
+def test_each_kind_selects_its_spawner(settings_data, spawner, spawner_class):
+    settings_data["spawner"].update(spawner)
+    settings_data["spawner"]["options_form"] = {
+        "environment": True,
+        "args": ["--ServerApp.terminals_enabled"],
+        "git_hosts": ["git.example.org"],
+    }
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    assert c.JupyterHub.spawner_class == spawner_class
+    assert c.OptionsFormMixin.form_environment is True
+    assert c.OptionsFormMixin.form_git_hosts == ["git.example.org"]
+    if "mem_limit" in spawner:
+        assert c.Spawner.mem_limit == "1G"
+        assert c.Spawner.cpu_limit == 1.0
+    if spawner.get("kind") == "docker":
+        assert c.HubDockerSpawner.client_kwargs == {"base_url": DOCKER["api_url"]}
+        assert c.HubDockerSpawner.image == "localhost/lab:1"
+        assert c.HubDockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan"}
+        assert c.HubDockerSpawner.cmd == ["jupyterhub-singleuser"]
+
+
+def test_without_kind_the_spawner_is_local(settings_data):
+    settings_data["spawner"].pop("kind", None)
+    assert parse_settings(settings_data).spawner.kind == "local"

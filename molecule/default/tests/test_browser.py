@@ -1,0 +1,152 @@
+"""A user's whole visit in a real browser: hashed-password login to logout.
+
+Playwright drives Debian's Chromium on the test host. Chromium reaches the hub
+by its name (mapped to the container's address with --host-resolver-rules)
+and accepts exactly the hub's self-signed certificate, pinned by public key
+(--ignore-certificate-errors-spki-list); no other certificate error is
+ignored. Screenshots of every step are kept in molecule/default/artifacts/
+<platform>/ (git-ignored); the path is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Page, expect, sync_playwright
+
+HUB_NAME = "hub.molecule.test"
+HUB_URL = f"https://{HUB_NAME}"
+HUB_CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
+HUB_APP = "/opt/jupyterhub/venv/bin/hub-app"
+# Test-only password of alice and bob: its hash is in molecule.yml's inventory.
+PASSWORD = "molecule-alice-password"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "c1",
+            "metadata": {},
+            "outputs": [],
+            "source": [],
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def container_address(name: str) -> str:
+    out = subprocess.run(
+        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(n["IPAddress"] for n in json.loads(out).values() if n.get("IPAddress"))
+
+
+def spki_pin(pem: bytes) -> str:
+    """Chromium's pin of a certificate: base64 of the SHA-256 of its public key info."""
+    key = x509.load_pem_x509_certificate(pem).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture
+def browser_page(host):
+    """A page in a fresh Chromium that trusts only this hub's certificate."""
+    name = host.backend.name
+    shots = ARTIFACTS / name
+    shots.mkdir(parents=True, exist_ok=True)
+    print(f"\n[browser] screenshots: {shots}", file=sys.__stdout__, flush=True)
+    pin = spki_pin(host.file(HUB_CERTIFICATE).content_string.encode())
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--host-resolver-rules=MAP {HUB_NAME} {container_address(name)}",
+                f"--ignore-certificate-errors-spki-list={pin}",
+            ],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+
+        def shot(step: str) -> None:
+            page.screenshot(path=str(shots / f"{step}.png"), full_page=True)
+
+        yield page, shot
+        browser.close()
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto(f"{HUB_URL}/hub/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+
+
+def test_a_user_logs_in_runs_a_cell_in_jupyterlab_and_logs_out(host, browser_page):
+    page, shot = browser_page
+    encoded = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
+    host.run_expect(
+        [0],
+        f"echo {encoded} | base64 -d > /home/alice/browser-test.ipynb"
+        " && chown alice:alice /home/alice/browser-test.ipynb",
+    )
+    page.goto(f"{HUB_URL}/hub/login")
+    shot("1-login-page")
+    log_in(page, "alice")
+    page.wait_for_url(f"{HUB_URL}/**")
+    page.goto(f"{HUB_URL}/hub/spawn")
+    page.wait_for_url(f"{HUB_URL}/user/alice/lab**", timeout=180_000)
+    page.wait_for_selector(".jp-LabShell")
+    shot("2-server-started")
+    page.goto(f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb")
+    # Type only once the notebook's kernel is up and idle: keys sent while
+    # JupyterLab is still wiring the editor and the kernel can be lost.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=180_000
+    )
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.type("6 * 7")
+    expect(editor).to_have_text("6 * 7")
+    page.keyboard.press("Shift+Enter")
+    page.locator(".jp-OutputArea-output", has_text="42").first.wait_for(timeout=120_000)
+    shot("3-cell-result")
+    page.goto(f"{HUB_URL}/hub/logout")
+    page.wait_for_url(f"{HUB_URL}/hub/login**")
+    shot("4-logged-out")
+    assert page.locator("input[name=username]").is_visible()
+    # Leave the server as the other checks expect to find it: stopped.
+    host.run_expect([0], f"{HUB_APP} server stop alice --wait")
+
+
+def test_an_outsider_gets_the_refusal(browser_page):
+    page, shot = browser_page
+    # bob has an account and a password hash, but is not in the allow list.
+    log_in(page, "bob")
+    page.wait_for_load_state()
+    shot("5-outsider-refused")
+    assert "/hub/login" in page.url
+    assert page.get_by_text("Invalid username or password").is_visible()

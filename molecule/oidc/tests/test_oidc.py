@@ -1,0 +1,185 @@
+"""The OIDC login flow in a real browser, against a real OpenID Connect provider.
+
+Playwright drives Debian's Chromium on the test host. Chromium reaches the hub
+and the provider by their names (mapped to the containers' addresses with
+--host-resolver-rules) and accepts exactly their two certificates, pinned by
+public key (--ignore-certificate-errors-spki-list): nothing else is trusted
+and no certificate error is ignored wholesale. Screenshots of every step are
+kept in molecule/oidc/artifacts/ (git-ignored); the path is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+testinfra_hosts = ["podman://oidc-hub"]
+
+
+@pytest.fixture(autouse=True)
+def _only_on_the_hub(host):
+    # The verifier hands every platform of the scenario to each test; these
+    # checks are about the hub (the server container is only its counterpart).
+    if host.backend.name != "oidc-hub":
+        pytest.skip("a check of the hub container")
+
+
+HUB_NAME = "hub.oidc.test"
+IDP_NAME = "idp.oidc.test"
+HUB_URL = f"https://{HUB_NAME}"
+HUB_CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
+FILES = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "oidc"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+# Test-only, from molecule.yml.
+CLIENT_SECRET = "molecule-oidc-client-secret"
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "c1",
+            "metadata": {},
+            "outputs": [],
+            "source": [],
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def spki_pin(pem: bytes) -> str:
+    """Chromium's pin of a certificate: base64 of the SHA-256 of its public key info."""
+    key = x509.load_pem_x509_certificate(pem).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def browser(host) -> Browser:
+    if host.backend.name != "oidc-hub":  # module-scoped: set up before _only_on_the_hub
+        pytest.skip("a check of the hub container")
+    addresses = json.loads((FILES / "addresses.json").read_text())
+    hub_pem = host.file(HUB_CERTIFICATE).content_string.encode()
+    pins = [spki_pin(hub_pem), spki_pin((FILES / "server.pem").read_bytes())]
+    ARTIFACTS.mkdir(exist_ok=True)
+    print(f"\n[oidc] screenshots: {ARTIFACTS}", file=sys.__stdout__, flush=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--host-resolver-rules=MAP {HUB_NAME} {addresses['oidc-hub']}, "
+                f"MAP {IDP_NAME} {addresses['oidc-provider']}",
+                f"--ignore-certificate-errors-spki-list={','.join(pins)}",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in_at_the_provider(page: Page, username: str, prefix: str) -> None:
+    """From the hub's login page through the provider's login and consent pages."""
+    page.goto(f"{HUB_URL}/hub/login")
+    shot(page, f"{prefix}-1-hub-login")
+    page.get_by_text("Sign in with Molecule IdP").click()
+    page.wait_for_url(f"https://{IDP_NAME}:8443/interaction/**")
+    page.fill("input[name=login]", username)
+    page.fill("input[name=password]", "unused-by-the-dev-login-form")
+    shot(page, f"{prefix}-2-provider-login")
+    page.click("button[type=submit]")
+    # The provider asks the user to authorize the hub (consent) once.
+    page.wait_for_selector("button[type=submit]")
+    shot(page, f"{prefix}-3-provider-consent")
+    page.click("button[type=submit]")
+
+
+def test_oauth_client_secret_stays_in_its_root_only_file(host):
+    settings_file = host.file("/etc/jupyterhub/hub_app.json")
+    settings = json.loads(settings_file.content_string)
+    secret_file = host.file(settings["authenticator"]["client_secret_file"])
+    assert (secret_file.user, secret_file.mode) == ("root", 0o600)
+    assert secret_file.content_string.strip() == CLIENT_SECRET
+    assert CLIENT_SECRET not in settings_file.content_string
+    assert CLIENT_SECRET not in host.check_output("ps -eo args")
+    assert CLIENT_SECRET not in host.file("/var/log/supervisor/jupyterhub.log").content_string
+    # The endpoints came from the issuer's discovery document.
+    assert settings["authenticator"]["token_url"].startswith(f"https://{IDP_NAME}:8443/")
+
+
+def test_a_group_member_logs_in_runs_a_cell_and_logs_out(host, browser):
+    encoded = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
+    host.run_expect(
+        [0],
+        f"echo {encoded} | base64 -d > /home/alice/browser-test.ipynb"
+        " && chown alice:alice /home/alice/browser-test.ipynb",
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    sign_in_at_the_provider(page, "alice", "alice")
+    page.wait_for_url(f"{HUB_URL}/**")
+    page.goto(f"{HUB_URL}/hub/spawn")
+    page.wait_for_url(f"{HUB_URL}/user/alice/lab**", timeout=180_000)
+    page.wait_for_selector(".jp-LabShell")
+    shot(page, "alice-4-server-started")
+    page.goto(f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb")
+    # Type only once the notebook's kernel is up and idle: keys sent while
+    # JupyterLab is still wiring the editor and the kernel can be lost.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=180_000
+    )
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.type("6 * 7")
+    expect(editor).to_have_text("6 * 7")
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has_text="42").first
+    output.wait_for(timeout=120_000)
+    shot(page, "alice-5-cell-result")
+    page.goto(f"{HUB_URL}/hub/logout")
+    page.wait_for_url(f"{HUB_URL}/hub/login**")
+    shot(page, "alice-6-logged-out")
+    assert page.get_by_text("Sign in with Molecule IdP").is_visible()
+    context.close()
+
+
+def test_a_user_outside_the_allowed_groups_is_refused(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    refused = []
+    page.on(
+        "response",
+        lambda response: (
+            refused.append(response.status) if "/hub/oauth_callback" in response.url else None
+        ),
+    )
+    sign_in_at_the_provider(page, "carol", "carol")
+    page.wait_for_url(f"{HUB_URL}/hub/oauth_callback**")
+    page.wait_for_load_state()
+    shot(page, "carol-4-refused")
+    assert refused == [403]
+    assert "403" in page.content()
+    context.close()
