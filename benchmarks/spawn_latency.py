@@ -11,7 +11,9 @@ For each run it asks the hub's REST API to start USER's server (the request
 it and waits until it is gone; the server's options are the hub's defaults (an
 empty options form). Then it starts ``jupyterhub-singleuser`` by hand, as USER,
 with the same environment a spawner gives it (a real token of USER's), and times
-until its API answers: the floor any spawner adds to. Prints a Markdown table.
+until its API answers: the floor any spawner adds to. With the docker spawner it
+also starts the default image's server by hand (``podman run``, the host's network,
+the same environment): the floor of a container start. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 import requests
 from hub_app.api import HubClient
 from hub_app.settings import load_settings, read_secret_file
+
+PODMAN = "/usr/bin/podman"
 
 
 def free_port() -> int:
@@ -48,25 +52,43 @@ def time_spawns(client: HubClient, user: str, runs: int, timeout: float) -> list
     return times
 
 
-def time_bare(client: HubClient, settings, user: str, runs: int, timeout: float) -> list[float]:
+def server_env(settings, user: str, token: str, port: int) -> dict[str, str]:
+    """The variables a spawner gives a server, for USER's server on ``port``."""
+    prefix = f"/user/{user}/"
+    return {
+        "USER": user,
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": settings.hub_api_url,
+        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+    }
+
+
+def wait_until_answering(url: str, start: float, timeout: float) -> float:
+    """Seconds from ``start`` until ``url`` answers 200."""
+    while True:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{url} did not answer within {timeout} s")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+
+
+def time_bare(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
     account = pwd.getpwnam(user)
-    token = client.create_token(user, note="spawn-latency benchmark", expires_in=3600)["token"]
-    api_url = settings.hub_api_url
     times = []
     for _ in range(runs):
         port = free_port()
-        prefix = f"/user/{user}/"
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": account.pw_dir,
-            "USER": user,
-            "JUPYTERHUB_API_TOKEN": token,
-            "JUPYTERHUB_API_URL": api_url,
-            "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
-            "JUPYTERHUB_USER": user,
-            "JUPYTERHUB_SERVICE_PREFIX": prefix,
-            "JUPYTERHUB_BASE_URL": "/",
-            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+            **server_env(settings, user, token, port),
         }
         start = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 -- our own fixed command
@@ -79,20 +101,56 @@ def time_bare(client: HubClient, settings, user: str, runs: int, timeout: float)
             stderr=subprocess.DEVNULL,
         )
         try:
-            while True:
-                if time.monotonic() - start > timeout:
-                    raise TimeoutError("jupyterhub-singleuser did not answer")
-                try:
-                    r = requests.get(f"http://127.0.0.1:{port}{prefix}api", timeout=2)
-                    if r.status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                time.sleep(0.05)
-            times.append(time.monotonic() - start)
+            times.append(
+                wait_until_answering(f"http://127.0.0.1:{port}/user/{user}/api", start, timeout)
+            )
         finally:
             process.terminate()
             process.wait(30)
+    return times
+
+
+def time_bare_container(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
+    """The default image's server started with ``podman run``, as the docker spawner runs it."""
+    times = []
+    for run in range(runs):
+        port = free_port()
+        name = f"spawn-latency-bare-{os.getpid()}-{run}"
+        env_args = [
+            arg
+            for key, value in server_env(settings, user, token, port).items()
+            for arg in ("--env", f"{key}={value}")
+        ]
+        start = time.monotonic()
+        subprocess.run(  # noqa: S603 -- our own fixed command
+            [
+                PODMAN,
+                "run",
+                "--detach",
+                "--rm",
+                "--name",
+                name,
+                "--network",
+                "host",
+                *env_args,
+                settings.spawner.docker.images[0],
+                *settings.spawner.docker.cmd,
+                f"--port={port}",
+                "--ip=127.0.0.1",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            times.append(
+                wait_until_answering(f"http://127.0.0.1:{port}/user/{user}/api", start, timeout)
+            )
+        finally:
+            subprocess.run(  # noqa: S603 -- our own fixed command
+                [PODMAN, "rm", "--force", "--time", "5", name],
+                check=False,
+                stdout=subprocess.DEVNULL,
+            )
     return times
 
 
@@ -115,18 +173,30 @@ def main() -> None:
     token = read_secret_file(settings.api_client.token_file, "api_client.token_file")
     with HubClient(settings.hub_api_url, token) as client:
         spawns = time_spawns(client, args.user, args.runs, args.timeout)
-        bare = (
-            []
-            if args.skip_bare or settings.spawner.kind == "docker"
-            else time_bare(client, settings, args.user, args.runs, args.timeout)
-        )
+        rows = [(f"spawn through the hub ({settings.spawner.kind})", spawns)]
+        if not args.skip_bare:
+            token = client.create_token(args.user, note="spawn-latency benchmark", expires_in=3600)[
+                "token"
+            ]
+            rows.append(
+                (
+                    "bare jupyterhub-singleuser",
+                    time_bare(settings, args.user, token, args.runs, args.timeout),
+                )
+            )
+            if settings.spawner.kind == "docker":
+                rows.append(
+                    (
+                        f"bare podman run of {settings.spawner.docker.images[0]}",
+                        time_bare_container(settings, args.user, token, args.runs, args.timeout),
+                    )
+                )
     print(f"host: {platform.node()}, {os.cpu_count()} CPUs, spawner {settings.spawner.kind}")
     print()
     print("| what | runs | median s | worst s | best s |")
     print("|---|---|---|---|---|")
-    print(row(f"spawn through the hub ({settings.spawner.kind})", spawns))
-    if bare:
-        print(row("bare jupyterhub-singleuser", bare))
+    for name, times in rows:
+        print(row(name, times))
 
 
 if __name__ == "__main__":

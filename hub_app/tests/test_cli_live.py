@@ -88,9 +88,19 @@ def _kill_leftover_servers(db_path: Path) -> None:
         states = [row[0] for row in db.execute("SELECT state FROM spawners") if row[0]]
     for state in states:
         pid = json.loads(state).get("pid")
-        if pid:
+        # Only a server still running: a pid whose server has exited may since
+        # belong to anything on the machine (a test container's init, say).
+        if pid and _is_singleuser_group_leader(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
+
+
+def _is_singleuser_group_leader(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"jupyterhub-singleuser" in cmdline and os.getpgid(pid) == pid
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 @dataclass

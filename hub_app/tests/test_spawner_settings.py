@@ -42,6 +42,21 @@ BAD = {
         "spawner.docker.volume_name",
         "{username}",
     ),
+    "spawn-limit": (
+        _with(concurrent_spawn_limit=-1),
+        "spawner.concurrent_spawn_limit",
+        "0 for no limit",
+    ),
+    "server-limit": (
+        _with(active_server_limit=True),
+        "spawner.active_server_limit",
+        "whole number",
+    ),
+    "docker-ca-bundle": (
+        _with(kind="docker", docker={**DOCKER, "ca_bundle": "certs/ca.crt"}),
+        "spawner.docker.ca_bundle",
+        "absolute path",
+    ),
     "docker-pull": (
         _with(kind="docker", docker={**DOCKER, "pull_policy": "sometimes"}),
         "spawner.docker.pull_policy",
@@ -106,6 +121,37 @@ def test_each_kind_selects_its_spawner(settings_data, spawner, spawner_class):
         assert c.HubDockerSpawner.image == "localhost/lab:1"
         assert c.HubDockerSpawner.volumes == {"jupyterhub-user-{username}": "/home/jovyan"}
         assert c.HubDockerSpawner.cmd == ["jupyterhub-singleuser"]
+
+
+def test_the_docker_spawner_hands_containers_the_host_s_ca_bundle(settings_data):
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    settings_data["spawner"] = {
+        **settings_data["spawner"],
+        "kind": "docker",
+        "docker": {**DOCKER, "ca_bundle": bundle},
+        "environment": {"LANG": "C.UTF-8"},
+    }
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    assert c.HubDockerSpawner.volumes[bundle] == {"bind": bundle, "mode": "ro"}
+    assert c.HubDockerSpawner.environment == {
+        "LANG": "C.UTF-8",
+        "PIP_CERT": bundle,
+        "REQUESTS_CA_BUNDLE": bundle,
+        "SSL_CERT_FILE": bundle,
+    }
+
+
+@pytest.mark.parametrize(
+    ("limits", "concurrent", "active"),
+    [({}, 100, 0), ({"concurrent_spawn_limit": 5, "active_server_limit": 40}, 5, 40)],
+)
+def test_the_spawn_limits_reach_jupyterhub(settings_data, limits, concurrent, active):
+    settings_data["spawner"].update(limits)
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    assert c.JupyterHub.concurrent_spawn_limit == concurrent
+    assert c.JupyterHub.active_server_limit == active
 
 
 def test_without_kind_the_spawner_is_local(settings_data):

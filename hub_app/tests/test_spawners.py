@@ -1,4 +1,4 @@
-"""The per-server log file that lets servers outlive hub restarts."""
+"""The per-server log file that lets servers outlive hub restarts; where docker servers listen."""
 
 import getpass
 import os
@@ -6,8 +6,10 @@ import pwd
 import stat
 
 import pytest
+from dockerspawner import DockerSpawner
+from traitlets.config import Config
 
-from hub_app.spawners import LoggingLocalProcessSpawner, open_server_log
+from hub_app.spawners import HubDockerSpawner, LoggingLocalProcessSpawner, open_server_log
 
 ME = getpass.getuser()
 
@@ -47,3 +49,19 @@ def test_an_unknown_account_is_refused(tmp_path):
 def test_log_dir_must_be_absolute():
     with pytest.raises(ValueError, match=r"LoggingLocalProcessSpawner\.log_dir"):
         LoggingLocalProcessSpawner(log_dir="relative/logs")
+
+
+def test_on_the_host_s_network_docker_servers_listen_on_loopback_only():
+    spawner = HubDockerSpawner()
+    # Listening on every interface of the hub host would bypass the proxy.
+    assert spawner.ip == "127.0.0.1"
+    # Docker refuses to publish ports on the host's network.
+    assert spawner.use_internal_ip is True
+
+
+def test_on_a_bridge_docker_servers_listen_as_dockerspawner_has_them():
+    # On a bridge the server must answer on the container's own address.
+    config = Config({"DockerSpawner": {"network_name": "podman"}})
+    ours, theirs = HubDockerSpawner(config=config), DockerSpawner(config=config)
+    assert ours.ip == theirs.ip != "127.0.0.1"
+    assert ours.use_internal_ip == theirs.use_internal_ip

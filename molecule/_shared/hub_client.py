@@ -29,9 +29,8 @@ HUB_NAME = "hub.molecule.test"
 CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
 
 
-def container_address(host) -> str:
-    """The container's IP address on podman's bridge, as the test host reaches it."""
-    name = host.backend.name
+def podman_address(name: str) -> str:
+    """The IP address of the container ``name`` on podman's bridge, as the test host reaches it."""
     out = subprocess.run(
         ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
         check=True,
@@ -40,6 +39,11 @@ def container_address(host) -> str:
     ).stdout
     networks = json.loads(out)
     return next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
+
+
+def container_address(host) -> str:
+    """The address of testinfra's ``host`` (a podman container)."""
+    return podman_address(host.backend.name)
 
 
 def hub_url(host, path: str = "/") -> str:
@@ -57,17 +61,23 @@ def trusting(certificate: str) -> ssl.SSLContext:
     return context
 
 
-class _HubNameAdapter(HTTPAdapter):
-    """Verify the hub's certificate, for HUB_NAME, while connecting to an address."""
+class NameCheckingAdapter(HTTPAdapter):
+    """Check the server's certificate for ``name`` while connecting to an address.
 
-    def __init__(self, certificate: str) -> None:
-        self._context = trusting(certificate)
+    With a ``context``, that context's trust anchors; without, the session's
+    ``verify``.
+    """
+
+    def __init__(self, name: str, context: ssl.SSLContext | None = None) -> None:
+        self._name = name
+        self._context = context
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        kwargs["server_hostname"] = HUB_NAME
-        kwargs["assert_hostname"] = HUB_NAME
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        kwargs["server_hostname"] = self._name
+        kwargs["assert_hostname"] = self._name
         super().init_poolmanager(*args, **kwargs)
 
 
@@ -78,10 +88,10 @@ def save_certificate(host, directory) -> str:
     return str(path)
 
 
-def browser(certificate: str) -> requests.Session:
+def browser(certificate: str, name: str = HUB_NAME) -> requests.Session:
     """A session that trusts only the hub's certificate and checks its name."""
     session = requests.Session()
-    session.mount("https://", _HubNameAdapter(certificate))
+    session.mount("https://", NameCheckingAdapter(name, trusting(certificate)))
     return session
 
 
@@ -117,12 +127,20 @@ def user_token(host, username: str) -> str:
 
 
 def run_code(
-    host, certificate: str, username: str, token: str, code: str, kernel: str = "python3"
+    host,
+    certificate: str,
+    username: str,
+    token: str,
+    code: str,
+    kernel: str = "python3",
+    timeout: float = 60,
 ) -> str:
     """Start a kernel through the server's REST API, run ``code``, return its text result.
 
-    The result is the ``text/plain`` of the execute_result, or else everything the
-    code printed (kernels such as bash print rather than return).
+    The result is the ``text/plain`` of the execute_result; else that of the
+    display_data messages (IRkernel shows a value with display_data, never
+    execute_result); else everything the code printed (kernels such as bash print
+    rather than return). Fails if the kernel has not gone idle within ``timeout`` s.
     """
     session = browser(certificate)
     session.headers["Authorization"] = f"token {token}"
@@ -135,7 +153,7 @@ def run_code(
         ws_url,
         header=[f"Authorization: token {token}"],
         sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
-        timeout=60,
+        timeout=timeout,
     )
     try:
         msg_id = uuid.uuid4().hex
@@ -156,25 +174,39 @@ def run_code(
                 }
             )
         )
-        printed = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            message: dict[str, Any] = json.loads(ws.recv())
+        printed: list[str] = []
+        displayed: list[str] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            # recv() answers the server's websocket pings (every 30 s) itself and
+            # keeps reading with a fresh socket timeout, so with pings it never times
+            # out: take control frames too, to check the deadline after each frame.
+            ws.settimeout(left)
+            try:
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                break
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                pytest.fail(f"the server closed the kernel's websocket while running {code!r}")
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                continue
+            message: dict[str, Any] = json.loads(frame.data)
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if message["msg_type"] == "execute_result":
                 return message["content"]["data"]["text/plain"]
+            if message["msg_type"] == "display_data":
+                displayed.append(message["content"]["data"].get("text/plain", ""))
             if message["msg_type"] == "stream":
                 printed.append(message["content"]["text"])
             if message["msg_type"] == "error":
                 pytest.fail(f"the kernel raised {message['content']['ename']}")
-            if (
-                message["msg_type"] == "status"
-                and message["content"]["execution_state"] == "idle"
-                and printed
-            ):
-                return "".join(printed).strip()
-        pytest.fail(f"no result for {code!r} within 60 s")
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                result = "\n".join(displayed) if displayed else "".join(printed)
+                if not result.strip():
+                    pytest.fail(f"{code!r} ran but gave no result and printed nothing")
+                return result.strip()
+        pytest.fail(f"no result for {code!r} within {timeout:g} s")
     finally:
         ws.close()
         session.delete(f"{base}/kernels/{kernel_id}", timeout=30)

@@ -32,6 +32,8 @@ HOST_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*
 IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 VOLUME_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.{}-]*$")
 PULL_POLICIES = ("ifnotpresent", "always", "never", "skip")
+# Where a container finds the hub host's CA bundle (spawner.docker.ca_bundle).
+CONTAINER_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class DockerSettings:
     home: str
     volume_name: str
     pull_policy: str
+    ca_bundle: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class SpawnerSettings:
     kind: str = "local"
     mem_limit: str | None = None
     cpu_limit: float | None = None
+    concurrent_spawn_limit: int = 100
+    active_server_limit: int = 0
     options_form: FormOptions = field(default_factory=FormOptions)
     docker: DockerSettings | None = None
 
@@ -125,7 +130,10 @@ def _parse_form(data: Any, kind: str) -> FormOptions:
 def _parse_docker(data: Any) -> DockerSettings:
     path = "spawner.docker"
     section = _s._section(
-        data, path, ("api_url", "images"), ("cmd", "home", "volume_name", "pull_policy")
+        data,
+        path,
+        ("api_url", "images"),
+        ("cmd", "home", "volume_name", "pull_policy", "ca_bundle"),
     )
     api_url = _s._string(section["api_url"], f"{path}.api_url")
     if not api_url.startswith(("unix:///", "tcp://", "http://", "https://")):
@@ -155,6 +163,9 @@ def _parse_docker(data: Any) -> DockerSettings:
             f"must be a volume name containing {{username}}, like jupyterhub-user-{{username}}, "
             f"not {volume_name!r}",
         )
+    ca_bundle = _s._string(section.get("ca_bundle", ""), f"{path}.ca_bundle", allow_empty=True)
+    if ca_bundle:
+        ca_bundle = _s._absolute_path(ca_bundle, f"{path}.ca_bundle")
     return DockerSettings(
         api_url=api_url,
         images=images,
@@ -162,7 +173,15 @@ def _parse_docker(data: Any) -> DockerSettings:
         home=_s._absolute_path(section.get("home", "/home/jovyan"), f"{path}.home"),
         volume_name=volume_name,
         pull_policy=pull_policy,
+        ca_bundle=ca_bundle,
     )
+
+
+def _count(value: Any, path: str) -> int:
+    # bool is a subclass of int in Python; `true` is not a count.
+    if type(value) is not int or value < 0:
+        raise _s.SettingsError(path, f"must be a whole number, 0 for no limit, not {value!r}")
+    return value
 
 
 def parse_spawner(data: Any) -> SpawnerSettings:
@@ -183,7 +202,15 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "environment",
             "log_dir",
         ),
-        ("kind", "mem_limit", "cpu_limit", "options_form", "docker"),
+        (
+            "kind",
+            "mem_limit",
+            "cpu_limit",
+            "concurrent_spawn_limit",
+            "active_server_limit",
+            "options_form",
+            "docker",
+        ),
     )
     kind = spawner.get("kind", "local")
     if kind not in SPAWNER_KINDS:
@@ -228,6 +255,13 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
             "the local spawner cannot enforce limits; use kind systemd or docker, or remove it",
         )
+    # JupyterHub's own defaults: 100 spawns at once, no limit on running servers.
+    concurrent_spawn_limit = _count(
+        spawner.get("concurrent_spawn_limit", 100), "spawner.concurrent_spawn_limit"
+    )
+    active_server_limit = _count(
+        spawner.get("active_server_limit", 0), "spawner.active_server_limit"
+    )
     form = _parse_form(spawner.get("options_form", {}), kind)
     docker = None
     if kind == "docker":
@@ -247,6 +281,8 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         log_dir=_s._absolute_path(spawner["log_dir"], "spawner.log_dir"),
         mem_limit=mem_limit,
         cpu_limit=None if cpu_limit is None else float(cpu_limit),
+        concurrent_spawn_limit=concurrent_spawn_limit,
+        active_server_limit=active_server_limit,
         options_form=form,
         docker=docker,
     )
@@ -268,6 +304,8 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
         c.Spawner.mem_limit = spawner.mem_limit
     if spawner.cpu_limit is not None:
         c.Spawner.cpu_limit = spawner.cpu_limit
+    c.JupyterHub.concurrent_spawn_limit = spawner.concurrent_spawn_limit
+    c.JupyterHub.active_server_limit = spawner.active_server_limit
 
     form = spawner.options_form
     c.OptionsFormMixin.form_environment = form.environment
@@ -285,6 +323,18 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
         c.HubDockerSpawner.cmd = list(docker.cmd)
         c.HubDockerSpawner.pull_policy = docker.pull_policy
         c.HubDockerSpawner.container_home = docker.home
-        c.HubDockerSpawner.volumes = {docker.volume_name: docker.home}
+        volumes: dict[str, Any] = {docker.volume_name: docker.home}
+        if docker.ca_bundle:
+            # The hub host's trust store (with the site's own CAs, see the
+            # ca_trust role) replaces the image's, read-only, where Debian-like
+            # images and git look; pip and requests are pointed at it too.
+            volumes[docker.ca_bundle] = {"bind": CONTAINER_CA_BUNDLE, "mode": "ro"}
+            c.HubDockerSpawner.environment = {
+                **dict(spawner.environment),
+                "PIP_CERT": CONTAINER_CA_BUNDLE,
+                "REQUESTS_CA_BUNDLE": CONTAINER_CA_BUNDLE,
+                "SSL_CERT_FILE": CONTAINER_CA_BUNDLE,
+            }
+        c.HubDockerSpawner.volumes = volumes
         # The container goes with the server; the volume keeps the user's files.
         c.HubDockerSpawner.remove = True

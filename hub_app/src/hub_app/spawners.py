@@ -306,6 +306,22 @@ class HubDockerSpawner(OptionsFormMixin, DockerSpawner):
     def _default_network_name(self):
         return "host"
 
+    @default("ip")
+    def _default_ip(self):
+        # On the host's network a server listening on every interface would be
+        # reachable around the proxy; only the hub and the proxy need it.
+        if self.network_name == "host":
+            return "127.0.0.1"
+        return super()._ip_default()
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        # On the host's network there is no port to publish (Docker refuses
+        # port bindings there); the server's own port is reached directly.
+        if self.network_name == "host":
+            return True
+        return super()._default_use_ip()
+
     @default("form_images")
     def _default_form_images(self):
         return [self.image]

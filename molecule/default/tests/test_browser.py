@@ -10,17 +10,13 @@ ignored. Screenshots of every step are kept in molecule/default/artifacts/
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Page, expect, sync_playwright
+from chromium import chromium, put_notebook
+from hub_client import container_address
+from playwright.sync_api import Page, expect
 
 HUB_NAME = "hub.molecule.test"
 HUB_URL = f"https://{HUB_NAME}"
@@ -29,64 +25,16 @@ HUB_APP = "/opt/jupyterhub/venv/bin/hub-app"
 # Test-only password of alice and bob: its hash is in molecule.yml's inventory.
 PASSWORD = "molecule-alice-password"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": "c1",
-            "metadata": {},
-            "outputs": [],
-            "source": [],
-        }
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-
-
-def container_address(name: str) -> str:
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", name],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return next(n["IPAddress"] for n in json.loads(out).values() if n.get("IPAddress"))
-
-
-def spki_pin(pem: bytes) -> str:
-    """Chromium's pin of a certificate: base64 of the SHA-256 of its public key info."""
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 @pytest.fixture
 def browser_page(host):
     """A page in a fresh Chromium that trusts only this hub's certificate."""
-    name = host.backend.name
-    shots = ARTIFACTS / name
+    shots = ARTIFACTS / host.backend.name
     shots.mkdir(parents=True, exist_ok=True)
     print(f"\n[browser] screenshots: {shots}", file=sys.__stdout__, flush=True)
-    pin = spki_pin(host.file(HUB_CERTIFICATE).content_string.encode())
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--host-resolver-rules=MAP {HUB_NAME} {container_address(name)}",
-                f"--ignore-certificate-errors-spki-list={pin}",
-            ],
-        )
+    certificate = host.file(HUB_CERTIFICATE).content_string.encode()
+    with chromium({HUB_NAME: container_address(host)}, [certificate]) as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(60_000)
         page = context.new_page()
@@ -95,7 +43,6 @@ def browser_page(host):
             page.screenshot(path=str(shots / f"{step}.png"), full_page=True)
 
         yield page, shot
-        browser.close()
 
 
 def log_in(page: Page, username: str) -> None:
@@ -107,12 +54,7 @@ def log_in(page: Page, username: str) -> None:
 
 def test_a_user_logs_in_runs_a_cell_in_jupyterlab_and_logs_out(host, browser_page):
     page, shot = browser_page
-    encoded = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
-    host.run_expect(
-        [0],
-        f"echo {encoded} | base64 -d > /home/alice/browser-test.ipynb"
-        " && chown alice:alice /home/alice/browser-test.ipynb",
-    )
+    put_notebook(host, "/home/alice/browser-test.ipynb", "alice")
     page.goto(f"{HUB_URL}/hub/login")
     shot("1-login-page")
     log_in(page, "alice")

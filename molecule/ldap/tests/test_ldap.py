@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
-import subprocess
-from typing import Any
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
+from hub_client import browser, podman_address, save_certificate
 
 testinfra_hosts = ["podman://ldap-hub"]
 
@@ -31,43 +28,18 @@ def _only_on_the_hub(host):
 
 HUB_CONTAINER = "ldap-hub"
 HUB_NAME = "hub.ldap.test"
-CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
 # Test-only passwords, as in files/directory.ldif.
 PASSWORDS = {"alice": "alice-ldap-password", "carol": "carol-ldap-password"}
 
 
 def hub_address() -> str:
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", HUB_CONTAINER],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return next(n["IPAddress"] for n in json.loads(out).values() if n.get("IPAddress"))
-
-
-class _HubNameAdapter(HTTPAdapter):
-    """Trust only the hub's self-signed certificate, for HUB_NAME, at its address."""
-
-    def __init__(self, certificate: str) -> None:
-        self._context = ssl.create_default_context(cafile=certificate)
-        self._context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        kwargs["server_hostname"] = HUB_NAME
-        kwargs["assert_hostname"] = HUB_NAME
-        super().init_poolmanager(*args, **kwargs)
+    return podman_address(HUB_CONTAINER)
 
 
 @pytest.fixture
 def client(host, tmp_path) -> requests.Session:
-    path = tmp_path / "hub.pem"
-    path.write_text(host.file(CERTIFICATE).content_string)
-    session = requests.Session()
-    session.mount("https://", _HubNameAdapter(str(path)))
-    return session
+    """A session that trusts only the hub's self-signed certificate, for HUB_NAME."""
+    return browser(save_certificate(host, tmp_path), name=HUB_NAME)
 
 
 def log_in(client: requests.Session, username: str, password: str) -> requests.Response:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
+from hub_client import NameCheckingAdapter, podman_address
 
 HUB_CONTAINER = "le-hub-debian12"
 HUB_NAME = "hub.le.test"
@@ -56,26 +56,11 @@ def only_on_the_hub(request) -> None:
 
 
 def hub_address() -> str:
-    out = subprocess.run(
-        ["podman", "inspect", "--format", "{{json .NetworkSettings.Networks}}", HUB_CONTAINER],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return next(n["IPAddress"] for n in json.loads(out).values() if n.get("IPAddress"))
+    return podman_address(HUB_CONTAINER)
 
 
 def hub_url(path: str) -> str:
     return f"https://{hub_address()}{path}"
-
-
-class _HubNameAdapter(HTTPAdapter):
-    """Verify the certificate for HUB_NAME while connecting to the address."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = HUB_NAME
-        kwargs["assert_hostname"] = HUB_NAME
-        super().init_poolmanager(*args, **kwargs)
 
 
 def client() -> requests.Session:
@@ -85,7 +70,7 @@ def client() -> requests.Session:
     # would replace Pebble's root even though verify is set.
     session.trust_env = False
     session.verify = str(PEBBLE_ROOT)
-    session.mount("https://", _HubNameAdapter())
+    session.mount("https://", NameCheckingAdapter(HUB_NAME))
     return session
 
 

@@ -10,17 +10,14 @@ kept in molecule/oidc/artifacts/ (git-ignored); the path is printed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from chromium import chromium, put_notebook
+from playwright.sync_api import Browser, Page, expect
 
 testinfra_hosts = ["podman://oidc-hub"]
 
@@ -41,32 +38,6 @@ FILES = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "oidc"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 # Test-only, from molecule.yml.
 CLIENT_SECRET = "molecule-oidc-client-secret"
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": "c1",
-            "metadata": {},
-            "outputs": [],
-            "source": [],
-        }
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
-
-
-def spki_pin(pem: bytes) -> str:
-    """Chromium's pin of a certificate: base64 of the SHA-256 of its public key info."""
-    key = x509.load_pem_x509_certificate(pem).public_key()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +46,13 @@ def browser(host) -> Browser:
         pytest.skip("a check of the hub container")
     addresses = json.loads((FILES / "addresses.json").read_text())
     hub_pem = host.file(HUB_CERTIFICATE).content_string.encode()
-    pins = [spki_pin(hub_pem), spki_pin((FILES / "server.pem").read_bytes())]
     ARTIFACTS.mkdir(exist_ok=True)
     print(f"\n[oidc] screenshots: {ARTIFACTS}", file=sys.__stdout__, flush=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--host-resolver-rules=MAP {HUB_NAME} {addresses['oidc-hub']}, "
-                f"MAP {IDP_NAME} {addresses['oidc-provider']}",
-                f"--ignore-certificate-errors-spki-list={','.join(pins)}",
-            ],
-        )
+    with chromium(
+        {HUB_NAME: addresses["oidc-hub"], IDP_NAME: addresses["oidc-provider"]},
+        [hub_pem, (FILES / "server.pem").read_bytes()],
+    ) as browser:
         yield browser
-        browser.close()
 
 
 def shot(page: Page, name: str) -> None:
@@ -129,12 +89,7 @@ def test_oauth_client_secret_stays_in_its_root_only_file(host):
 
 
 def test_a_group_member_logs_in_runs_a_cell_and_logs_out(host, browser):
-    encoded = base64.b64encode(json.dumps(NOTEBOOK).encode()).decode()
-    host.run_expect(
-        [0],
-        f"echo {encoded} | base64 -d > /home/alice/browser-test.ipynb"
-        " && chown alice:alice /home/alice/browser-test.ipynb",
-    )
+    put_notebook(host, "/home/alice/browser-test.ipynb", "alice")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
     page = context.new_page()

@@ -1,0 +1,77 @@
+"""What the scenarios' browser tests share: Debian's Chromium, trusting only pinned keys.
+
+Playwright drives /usr/bin/chromium on the test host (a browser download by
+``playwright install`` is impossible here). Chromium reaches each server by its
+name, mapped to a container's address (--host-resolver-rules), and accepts
+exactly the certificates given, pinned by public key
+(--ignore-certificate-errors-spki-list): no other certificate error is ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, sync_playwright
+
+# A notebook with one empty Python code cell, for a test to type into.
+ONE_CELL_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "c1",
+            "metadata": {},
+            "outputs": [],
+            "source": [],
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def put_notebook(host, path: str, owner: str) -> None:
+    """Write ONE_CELL_NOTEBOOK to ``path`` in the container, owned by ``owner``."""
+    encoded = base64.b64encode(json.dumps(ONE_CELL_NOTEBOOK).encode()).decode()
+    host.run_expect([0], f"echo {encoded} | base64 -d > {path} && chown {owner}:{owner} {path}")
+
+
+def spki_pin(pem: bytes) -> str:
+    """Chromium's pin of a certificate: base64 of the SHA-256 of its public key info."""
+    key = x509.load_pem_x509_certificate(pem).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@contextmanager
+def chromium(addresses: Mapping[str, str], certificates: Sequence[bytes]) -> Iterator[Browser]:
+    """A fresh Chromium that resolves ``addresses`` (name: IP) and trusts only ``certificates``."""
+    rules = ", ".join(f"MAP {name} {address}" for name, address in addresses.items())
+    pins = ",".join(spki_pin(pem) for pem in certificates)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--host-resolver-rules={rules}",
+                f"--ignore-certificate-errors-spki-list={pins}",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
