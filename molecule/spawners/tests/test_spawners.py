@@ -171,6 +171,25 @@ def test_every_catalogue_kernel_runs_code_as_the_user(
     assert run_code(host, trusted_certificate, TEST_USER, token, code, kernel=kernel) == expected
 
 
+def test_restarts_keep_the_server_the_user_started(host, trusted_certificate):
+    # docker: the Docker API service restarts too; the containers are not its
+    # children (podman's conmon runs them).
+    programs = ["jupyterhub-podman-api", "jupyterhub"] if kind(host) == "docker" else ["jupyterhub"]
+    for program in programs:
+        host.run_expect([0], f"supervisorctl restart {program}")
+    deadline = time.monotonic() + 120
+    while host.run(f"{HUB_APP} users list").rc != 0:
+        assert time.monotonic() < deadline, "the hub's API did not come back within 120 s"
+        time.sleep(1)
+    wait_ready(host)
+    # The form's variable: the same server, not a new one with default options.
+    token = user_token(host, TEST_USER)
+    greeting = "__import__('os').environ['GREETING']"
+    assert (
+        run_code(host, trusted_certificate, TEST_USER, token, greeting) == "'hello from the form'"
+    )
+
+
 def test_the_systemd_unit_carries_the_limits(host):
     if kind(host) != "systemd":
         pytest.skip("systemd platform only")
