@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 # A notebook with one empty Python code cell, for a test to type into.
 ONE_CELL_NOTEBOOK = {
@@ -75,3 +75,33 @@ def chromium(addresses: Mapping[str, str], certificates: Sequence[bytes]) -> Ite
             yield browser
         finally:
             browser.close()
+
+
+def new_page(browser: Browser) -> Page:
+    """A page in a fresh context: a laptop-sized window, 60 s for every wait."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
+    return context.new_page()
+
+
+def start_jupyterlab(page: Page, hub_url: str, username: str) -> None:
+    """From a logged-in hub page: start the server (default options) and wait for JupyterLab."""
+    page.goto(f"{hub_url}/hub/spawn")
+    page.wait_for_url(f"{hub_url}/user/{username}/lab**", timeout=180_000)
+    page.wait_for_selector(".jp-LabShell")
+
+
+def run_first_cell(page: Page, notebook_url: str, code: str, output: str) -> None:
+    """Open the notebook, type ``code`` into its first cell, run it, wait for ``output``."""
+    page.goto(notebook_url)
+    # Type only once the notebook's kernel is up and idle: keys sent while
+    # JupyterLab is still wiring the editor and the kernel can be lost.
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+        timeout=180_000
+    )
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.type(code)
+    expect(editor).to_have_text(code)
+    page.keyboard.press("Shift+Enter")
+    page.locator(".jp-OutputArea-output", has_text=output).first.wait_for(timeout=120_000)

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from chromium import chromium, put_notebook
+from chromium import chromium, new_page, put_notebook, run_first_cell, start_jupyterlab
 from hub_client import container_address
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 HUB_NAME = "hub.molecule.test"
 HUB_URL = f"https://{HUB_NAME}"
@@ -35,9 +35,7 @@ def browser_page(host):
     print(f"\n[browser] screenshots: {shots}", file=sys.__stdout__, flush=True)
     certificate = host.file(HUB_CERTIFICATE).content_string.encode()
     with chromium({HUB_NAME: container_address(host)}, [certificate]) as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(60_000)
-        page = context.new_page()
+        page = new_page(browser)
 
         def shot(step: str) -> None:
             page.screenshot(path=str(shots / f"{step}.png"), full_page=True)
@@ -59,22 +57,9 @@ def test_a_user_logs_in_runs_a_cell_in_jupyterlab_and_logs_out(host, browser_pag
     shot("1-login-page")
     log_in(page, "alice")
     page.wait_for_url(f"{HUB_URL}/**")
-    page.goto(f"{HUB_URL}/hub/spawn")
-    page.wait_for_url(f"{HUB_URL}/user/alice/lab**", timeout=180_000)
-    page.wait_for_selector(".jp-LabShell")
+    start_jupyterlab(page, HUB_URL, "alice")
     shot("2-server-started")
-    page.goto(f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb")
-    # Type only once the notebook's kernel is up and idle: keys sent while
-    # JupyterLab is still wiring the editor and the kernel can be lost.
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-        timeout=180_000
-    )
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.click()
-    page.keyboard.type("6 * 7")
-    expect(editor).to_have_text("6 * 7")
-    page.keyboard.press("Shift+Enter")
-    page.locator(".jp-OutputArea-output", has_text="42").first.wait_for(timeout=120_000)
+    run_first_cell(page, f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb", "6 * 7", "42")
     shot("3-cell-result")
     page.goto(f"{HUB_URL}/hub/logout")
     page.wait_for_url(f"{HUB_URL}/hub/login**")

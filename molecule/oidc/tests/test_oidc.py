@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from chromium import chromium, put_notebook
-from playwright.sync_api import Browser, Page, expect
+from chromium import chromium, new_page, put_notebook, run_first_cell, start_jupyterlab
+from playwright.sync_api import Browser, Page
 
 testinfra_hosts = ["podman://oidc-hub"]
 
@@ -90,40 +90,22 @@ def test_oauth_client_secret_stays_in_its_root_only_file(host):
 
 def test_a_group_member_logs_in_runs_a_cell_and_logs_out(host, browser):
     put_notebook(host, "/home/alice/browser-test.ipynb", "alice")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(60_000)
-    page = context.new_page()
+    page = new_page(browser)
     sign_in_at_the_provider(page, "alice", "alice")
     page.wait_for_url(f"{HUB_URL}/**")
-    page.goto(f"{HUB_URL}/hub/spawn")
-    page.wait_for_url(f"{HUB_URL}/user/alice/lab**", timeout=180_000)
-    page.wait_for_selector(".jp-LabShell")
+    start_jupyterlab(page, HUB_URL, "alice")
     shot(page, "alice-4-server-started")
-    page.goto(f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb")
-    # Type only once the notebook's kernel is up and idle: keys sent while
-    # JupyterLab is still wiring the editor and the kernel can be lost.
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-        timeout=180_000
-    )
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.click()
-    page.keyboard.type("6 * 7")
-    expect(editor).to_have_text("6 * 7")
-    page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-OutputArea-output", has_text="42").first
-    output.wait_for(timeout=120_000)
+    run_first_cell(page, f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb", "6 * 7", "42")
     shot(page, "alice-5-cell-result")
     page.goto(f"{HUB_URL}/hub/logout")
     page.wait_for_url(f"{HUB_URL}/hub/login**")
     shot(page, "alice-6-logged-out")
     assert page.get_by_text("Sign in with Molecule IdP").is_visible()
-    context.close()
+    page.context.close()
 
 
 def test_a_user_outside_the_allowed_groups_is_refused(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(60_000)
-    page = context.new_page()
+    page = new_page(browser)
     refused = []
     page.on(
         "response",
@@ -137,4 +119,4 @@ def test_a_user_outside_the_allowed_groups_is_refused(browser):
     shot(page, "carol-4-refused")
     assert refused == [403]
     assert "403" in page.content()
-    context.close()
+    page.context.close()
