@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -77,11 +79,25 @@ def chromium(addresses: Mapping[str, str], certificates: Sequence[bytes]) -> Ite
             browser.close()
 
 
+# Each page's console errors and warnings and uncaught exceptions, for failure messages.
+_console: weakref.WeakKeyDictionary[Page, list[str]] = weakref.WeakKeyDictionary()
+
+
 def new_page(browser: Browser) -> Page:
     """A page in a fresh context: a laptop-sized window, 60 s for every wait."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(60_000)
-    return context.new_page()
+    page = context.new_page()
+    messages = _console[page] = []
+    page.on(
+        "console",
+        lambda message: (
+            message.type in ("error", "warning")
+            and messages.append(f"{message.type}: {message.text}")
+        ),
+    )
+    page.on("pageerror", lambda error: messages.append(f"uncaught: {error}"))
+    return page
 
 
 def start_jupyterlab(page: Page, hub_url: str, username: str) -> None:
@@ -91,17 +107,58 @@ def start_jupyterlab(page: Page, hub_url: str, username: str) -> None:
     page.wait_for_selector(".jp-LabShell")
 
 
-def run_first_cell(page: Page, notebook_url: str, code: str, output: str) -> None:
-    """Open the notebook, type ``code`` into its first cell, run it, wait for ``output``."""
-    page.goto(notebook_url)
-    # Type only once the notebook's kernel is up and idle: keys sent while
-    # JupyterLab is still wiring the editor and the kernel can be lost.
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-        timeout=180_000
+def notebook_state(page: Page) -> str:
+    """What the open notebook shows: for a failure message when a cell did not run."""
+    return json.dumps(
+        page.evaluate(
+            """() => {
+              const texts = (selector) =>
+                [...document.querySelectorAll(selector)].map((e) => e.innerText.trim());
+              return {
+                url: location.href,
+                kernel: texts('.jp-NotebookPanel-toolbar .jp-KernelName'),
+                kernelStatus: [...document.querySelectorAll(
+                  '.jp-Notebook-ExecutionIndicator')].map((e) => e.dataset.status),
+                prompts: texts('.jp-Notebook .jp-InputPrompt'),
+                cells: texts('.jp-Notebook .jp-Cell .cm-content'),
+                outputs: texts('.jp-Notebook .jp-OutputArea-output'),
+                dialogs: texts('.jp-Dialog'),
+                focused: document.activeElement ? document.activeElement.className : null,
+              };
+            }"""
+        )
     )
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.click()
-    page.keyboard.type(code)
-    expect(editor).to_have_text(code)
-    page.keyboard.press("Shift+Enter")
-    page.locator(".jp-OutputArea-output", has_text=output).first.wait_for(timeout=120_000)
+
+
+def run_first_cell(
+    page: Page, notebook_url: str, code: str, output: str, screenshot: str | None = None
+) -> None:
+    """Open the notebook, type ``code`` into its first cell, run it, wait for ``output``.
+
+    On failure, the error says what the notebook showed (kernel, prompts,
+    outputs, dialogs) and, given ``screenshot``, a picture is saved there.
+    """
+    try:
+        page.goto(notebook_url)
+        # Type only once the kernel is connected and idle, as the status bar
+        # says ("Python 3 | Idle"). The toolbar's execution indicator is no
+        # sign of that: it starts out "idle" before the notebook has a kernel,
+        # and Shift+Enter then opens the "Select Kernel" dialog or runs nothing.
+        page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).wait_for(
+            timeout=180_000
+        )
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.click()
+        page.keyboard.type(code)
+        expect(editor).to_have_text(code)
+        page.keyboard.press("Shift+Enter")
+        page.locator(".jp-OutputArea-output", has_text=output).first.wait_for(timeout=120_000)
+    except Exception as error:
+        if screenshot:
+            page.screenshot(path=screenshot, full_page=True)
+        raise AssertionError(
+            f"running {code!r} in {notebook_url} did not show {output!r}: {error}\n"
+            f"the notebook showed: {notebook_state(page)}\n"
+            f"the browser's console said: {json.dumps(_console.get(page, [])[-20:])}"
+            + (f"\nscreenshot: {screenshot}" if screenshot else "")
+        ) from error

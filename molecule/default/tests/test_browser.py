@@ -59,7 +59,13 @@ def test_a_user_logs_in_runs_a_cell_in_jupyterlab_and_logs_out(host, browser_pag
     page.wait_for_url(f"{HUB_URL}/**")
     start_jupyterlab(page, HUB_URL, "alice")
     shot("2-server-started")
-    run_first_cell(page, f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb", "6 * 7", "42")
+    run_first_cell(
+        page,
+        f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb",
+        "6 * 7",
+        "42",
+        screenshot=str(ARTIFACTS / host.backend.name / "3-cell-not-run.png"),
+    )
     shot("3-cell-result")
     page.goto(f"{HUB_URL}/hub/logout")
     page.wait_for_url(f"{HUB_URL}/hub/login**")

@@ -95,7 +95,13 @@ def test_a_group_member_logs_in_runs_a_cell_and_logs_out(host, browser):
     page.wait_for_url(f"{HUB_URL}/**")
     start_jupyterlab(page, HUB_URL, "alice")
     shot(page, "alice-4-server-started")
-    run_first_cell(page, f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb", "6 * 7", "42")
+    run_first_cell(
+        page,
+        f"{HUB_URL}/user/alice/lab/tree/browser-test.ipynb",
+        "6 * 7",
+        "42",
+        screenshot=str(ARTIFACTS / "alice-5-cell-not-run.png"),
+    )
     shot(page, "alice-5-cell-result")
     page.goto(f"{HUB_URL}/hub/logout")
     page.wait_for_url(f"{HUB_URL}/hub/login**")
