@@ -97,3 +97,18 @@ def test_a_log_without_known_failure_lines_gives_its_end(tmp_path):
     lines = result.stdout.splitlines()
     assert len(lines) == 60
     assert (lines[0], lines[-1]) == ("finding 42", "Found 100 errors.")
+
+
+def test_molecule_s_terminal_bars_and_colours_are_looked_through():
+    on_a_terminal = [
+        "\x1b[2m\u2502\x1b[0m TASK [Check the settings]",
+        "  \x1b[2m\u2502\x1b[0m \x1b[0;31mfatal: [debian12]: FAILED! => \x1b[0m",
+        "  \u2502     msg: no such kernel",
+        "  \u2502 ok: [debian13]",
+        "  \u2502 ================== 1 failed, 36 passed, 14 skipped in 79.79s (0:01:19)",
+    ]
+    assert excerpt.failure_lines(on_a_terminal) == [
+        "fatal: [debian12]: FAILED! => ",
+        "    msg: no such kernel",
+        "================== 1 failed, 36 passed, 14 skipped in 79.79s (0:01:19)",
+    ]
