@@ -28,7 +28,8 @@ TEST_USER = "alice"
 # Test-only password: its hash is in molecule.yml's inventory.
 TEST_PASSWORD = "molecule-alice-password"
 GIT_URL = "https://git.spawn.test:8443/demo.git"
-SECOND_IMAGE = "localhost/spawn-lab-two:1"
+FIRST_IMAGE = "localhost/spawn-lab:1"
+SECOND_IMAGE = "localhost/spawn-lab-two:1"  # built FROM FIRST_IMAGE
 # Pulled from the test's registry (prepare.yml), offer: false in molecule.yml.
 BASE_IMAGE = "registry.spawn.test:5000/spawn/debian:12"
 
@@ -93,6 +94,17 @@ def test_the_base_image_was_pulled_from_the_registry(host):
         f"podman image inspect --format '{{{{json .RepoDigests}}}}' {BASE_IMAGE}"
     )
     assert f"{BASE_IMAGE.rsplit(':', 1)[0]}@sha256:" in digests
+
+
+def test_a_changed_image_and_the_image_built_from_it_were_rebuilt(host):
+    if kind(host) != "docker":
+        pytest.skip("docker platform only")
+    # side_effect.yml changed FIRST_IMAGE's Containerfile only (its revision).
+    for image in (FIRST_IMAGE, SECOND_IMAGE):
+        revision = host.check_output(
+            f"podman run --rm --network host {image} cat /etc/spawn-lab-revision"
+        )
+        assert revision == "2", f"{image} was not rebuilt"
 
 
 @pytest.mark.parametrize(
@@ -209,7 +221,7 @@ def test_the_server_stops_and_the_user_s_volume_stays(host):
         )
         listing = host.check_output(
             f"podman run --rm --network host -v jupyterhub-user-{TEST_USER}:/home/jovyan "
-            "localhost/spawn-lab:1 ls /home/jovyan"
+            f"{FIRST_IMAGE} ls /home/jovyan"
         )
         assert "demo" in listing.split()
     assert host.run(f"{HUB_APP} users list").rc == 0
