@@ -1,15 +1,11 @@
 """Tests of scripts/failure-excerpt on logs shaped like bin/test's stages' output."""
 
-import importlib.machinery
-import importlib.util
 import subprocess
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "failure-excerpt"
-_loader = importlib.machinery.SourceFileLoader("failure_excerpt", str(SCRIPT))
-_spec = importlib.util.spec_from_loader("failure_excerpt", _loader)
-excerpt = importlib.util.module_from_spec(_spec)
-_loader.exec_module(excerpt)
+from script_loader import SCRIPTS_DIR, load_script
+
+SCRIPT = SCRIPTS_DIR / "failure-excerpt"
+excerpt = load_script("failure-excerpt")
 
 # A molecule stage whose verify failed: converge output, pytest's report,
 # then molecule's destroy step.

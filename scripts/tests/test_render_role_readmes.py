@@ -1,16 +1,9 @@
 """Tests of scripts/render-role-readmes on a fixture role."""
 
-import importlib.machinery
-import importlib.util
-from pathlib import Path
-
 import pytest
+from script_loader import load_script
 
-SCRIPT = Path(__file__).resolve().parent.parent / "render-role-readmes"
-_loader = importlib.machinery.SourceFileLoader("render_role_readmes", str(SCRIPT))
-_spec = importlib.util.spec_from_loader("render_role_readmes", _loader)
-render = importlib.util.module_from_spec(_spec)
-_loader.exec_module(render)
+render = load_script("render-role-readmes")
 
 SPECS = """\
 ---
