@@ -117,8 +117,7 @@ def notebook_state(page: Page) -> str:
               return {
                 url: location.href,
                 kernel: texts('.jp-NotebookPanel-toolbar .jp-KernelName'),
-                kernelStatus: [...document.querySelectorAll(
-                  '.jp-Notebook-ExecutionIndicator')].map((e) => e.dataset.status),
+                statusBar: texts('.jp-StatusBar-TextItem'),
                 prompts: texts('.jp-Notebook .jp-InputPrompt'),
                 cells: texts('.jp-Notebook .jp-Cell .cm-content'),
                 outputs: texts('.jp-Notebook .jp-OutputArea-output'),
@@ -135,8 +134,8 @@ def run_first_cell(
 ) -> None:
     """Open the notebook, type ``code`` into its first cell, run it, wait for ``output``.
 
-    On failure, the error says what the notebook showed (kernel, prompts,
-    outputs, dialogs) and, given ``screenshot``, a picture is saved there.
+    On failure, the error says what the notebook showed (kernel, status bar,
+    prompts, outputs, dialogs) and, given ``screenshot``, a picture is saved there.
     """
     try:
         page.goto(notebook_url)
