@@ -138,6 +138,7 @@ BAD_SETTINGS = {
     "start-timeout-zero": (_set("spawner.start_timeout", 0), "spawner.start_timeout", "positive"),
     "start-timeout-str": (_set("spawner.start_timeout", "120"), "spawner.start_timeout", "int"),
     "start-timeout-bool": (_set("spawner.start_timeout", True), "spawner.start_timeout", "int"),
+    "poll-interval-zero": (_set("spawner.poll_interval", 0), "spawner.poll_interval", "positive"),
     "http-timeout-float": (_set("spawner.http_timeout", 1.5), "spawner.http_timeout", "positive"),
     "environment-list": (_set("spawner.environment", []), "spawner.environment", "string to"),
     "log-dir-relative": (_set("spawner.log_dir", "logs"), "spawner.log_dir", "absolute path"),
@@ -280,6 +281,7 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.notebook_dir == "~"
     assert c.Spawner.start_timeout == 120
+    assert c.Spawner.poll_interval == 30
     assert c.Spawner.http_timeout == 60
     assert c.Spawner.environment == {"JUPYTER_PREFER_ENV_PATH": "0"}
     assert c.JupyterHub.services == [{"name": "hub-app-cli", "api_token": api_token}]

@@ -76,6 +76,7 @@ class SpawnerSettings:
     cpu_limit: float | None = None
     concurrent_spawn_limit: int = 100
     active_server_limit: int = 0
+    poll_interval: int = 30
     options_form: FormOptions = field(default_factory=FormOptions)
     docker: DockerSettings | None = None
 
@@ -208,6 +209,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "cpu_limit",
             "concurrent_spawn_limit",
             "active_server_limit",
+            "poll_interval",
             "options_form",
             "docker",
         ),
@@ -283,6 +285,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         cpu_limit=None if cpu_limit is None else float(cpu_limit),
         concurrent_spawn_limit=concurrent_spawn_limit,
         active_server_limit=active_server_limit,
+        poll_interval=_s._positive_int(spawner.get("poll_interval", 30), "spawner.poll_interval"),
         options_form=form,
         docker=docker,
     )
@@ -299,6 +302,9 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
     c.Spawner.notebook_dir = spawner.notebook_dir
     c.Spawner.start_timeout = spawner.start_timeout
     c.Spawner.http_timeout = spawner.http_timeout
+    # How soon a server that died (killed, out of memory) shows as stopped and
+    # loses its route.
+    c.Spawner.poll_interval = spawner.poll_interval
     c.Spawner.environment = dict(spawner.environment)
     if spawner.mem_limit is not None:
         c.Spawner.mem_limit = spawner.mem_limit
