@@ -180,6 +180,16 @@ def test_connection_refused_names_the_url(secrets_dir, capsys):
     assert "Connection refused" in err
 
 
+def test_proxy_sync_names_a_proxy_that_does_not_answer(settings_data, write_settings, capsys):
+    settings_data["proxy"]["api_url"] = f"http://127.0.0.1:{_closed_port()}"
+    path = write_settings(settings_data)
+    code, out, err = run(capsys, "--settings", str(path), "proxy", "sync", "--timeout", "0.3")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"error: the proxy's API at {settings_data['proxy']['api_url']} did not answer"
+    )
+
+
 def test_api_command_with_bad_settings_file(tmp_path, capsys):
     code, _, err = run(capsys, "--settings", str(tmp_path / "none.json"), "proxy", "routes")
     assert code == 2

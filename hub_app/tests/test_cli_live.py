@@ -110,6 +110,8 @@ class LiveHub:
     api_url: str
     api_token: str
     log_path: Path
+    proxy_api_url: str
+    proxy_token: str
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -193,6 +195,8 @@ def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
         api_url=f"http://127.0.0.1:{hub_port}/hub/api",
         api_token=(secrets_dir / "api_client_token").read_text().strip(),
         log_path=log_path,
+        proxy_api_url=f"http://127.0.0.1:{proxy_api_port}/api/routes",
+        proxy_token=proxy_env["CONFIGPROXY_AUTH_TOKEN"],
     )
     try:
         _wait_until_routed(hub, hub_process)
@@ -271,6 +275,28 @@ def test_server_lifecycle(hub_app, live_hub):
     assert (code, out) == (0, "alice: stopped\n"), err
     assert _table(hub_app("users", "list")[1])["alice"][2] == "stopped"
     assert "/user/alice/" not in json.loads(hub_app("proxy", "routes", "--json")[1])
+
+
+def test_proxy_sync_puts_back_a_lost_route(hub_app, live_hub):
+    """What the watchdog runs when the proxy starts with an empty routing table."""
+    code, _, err = hub_app("server", "start", "alice", "--wait", "--timeout", "60")
+    assert code == 0, f"{err}\n{live_hub.log_tail()}"
+    try:
+        # As if the proxy had restarted: the route is gone from its memory.
+        requests.delete(
+            f"{live_hub.proxy_api_url}/user/alice",
+            headers={"Authorization": f"token {live_hub.proxy_token}"},
+            timeout=10,
+        ).raise_for_status()
+        assert "/user/alice/" not in json.loads(hub_app("proxy", "routes", "--json")[1])
+
+        code, out, err = hub_app("proxy", "sync", "--timeout", "30")
+        assert code == 0, err
+        assert out.startswith("proxy routes synced: ")
+        routes = json.loads(hub_app("proxy", "routes", "--json")[1])
+        assert routes["/user/alice/"]["data"]["user"] == "alice"
+    finally:
+        hub_app("server", "stop", "alice", "--wait")
 
 
 def test_token_create_gives_a_working_token(hub_app, live_hub):

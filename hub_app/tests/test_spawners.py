@@ -4,12 +4,18 @@ import getpass
 import os
 import pwd
 import stat
+import sys
 
 import pytest
 from dockerspawner import DockerSpawner
 from traitlets.config import Config
 
-from hub_app.spawners import HubDockerSpawner, LoggingLocalProcessSpawner, open_server_log
+from hub_app.spawners import (
+    HubDockerSpawner,
+    LoggingLocalProcessSpawner,
+    _is_server_process,
+    open_server_log,
+)
 
 ME = getpass.getuser()
 
@@ -65,3 +71,15 @@ def test_on_a_bridge_docker_servers_listen_as_dockerspawner_has_them():
     ours, theirs = HubDockerSpawner(config=config), DockerSpawner(config=config)
     assert ours.ip == theirs.ip != "127.0.0.1"
     assert ours.use_internal_ip == theirs.use_internal_ip
+
+
+def test_a_reused_pid_is_not_taken_for_the_server():
+    """After a reboot the recorded pid may be another process: poll must not keep it."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    this_program = [sys.executable]
+    assert _is_server_process(os.getpid(), me, this_program)
+    assert not _is_server_process(
+        os.getpid(), me, ["/opt/jupyterhub/venv/bin/jupyterhub-singleuser"]
+    )
+    other = "nobody" if me != "nobody" else "root"
+    assert not _is_server_process(os.getpid(), other, this_program)

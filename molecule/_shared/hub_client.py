@@ -9,12 +9,15 @@ hub's own self-signed certificate for HUB_NAME; operator actions use the real
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import ssl
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -126,28 +129,39 @@ def user_token(host, username: str) -> str:
     return hub_app(host, "token", "create", username, "--note", "molecule-verify")
 
 
-def run_code(
+def start_kernel(host, certificate: str, username: str, token: str, kernel: str = "python3") -> str:
+    """Start a kernel in the user's server through its REST API; return its id."""
+    session = browser(certificate)
+    session.headers["Authorization"] = f"token {token}"
+    response = session.post(
+        hub_url(host, f"/user/{username}/api/kernels"), json={"name": kernel}, timeout=60
+    )
+    assert response.status_code == 201, response.text[:500]
+    return response.json()["id"]
+
+
+def delete_kernel(host, certificate: str, username: str, token: str, kernel_id: str) -> None:
+    session = browser(certificate)
+    session.headers["Authorization"] = f"token {token}"
+    session.delete(hub_url(host, f"/user/{username}/api/kernels/{kernel_id}"), timeout=30)
+
+
+def execute(
     host,
     certificate: str,
     username: str,
     token: str,
+    kernel_id: str,
     code: str,
-    kernel: str = "python3",
     timeout: float = 60,
 ) -> str:
-    """Start a kernel through the server's REST API, run ``code``, return its text result.
+    """Run ``code`` in a running kernel over its websocket; return its text result.
 
     The result is the ``text/plain`` of the execute_result; else that of the
     display_data messages (IRkernel shows a value with display_data, never
     execute_result); else everything the code printed (kernels such as bash print
     rather than return). Fails if the kernel has not gone idle within ``timeout`` s.
     """
-    session = browser(certificate)
-    session.headers["Authorization"] = f"token {token}"
-    base = hub_url(host, f"/user/{username}/api")
-    kernel = session.post(f"{base}/kernels", json={"name": kernel}, timeout=60)
-    assert kernel.status_code == 201, kernel.text[:500]
-    kernel_id = kernel.json()["id"]
     ws_url = f"wss://{container_address(host)}/user/{username}/api/kernels/{kernel_id}/channels"
     ws = websocket.create_connection(
         ws_url,
@@ -209,7 +223,83 @@ def run_code(
         pytest.fail(f"no result for {code!r} within {timeout:g} s")
     finally:
         ws.close()
-        session.delete(f"{base}/kernels/{kernel_id}", timeout=30)
+
+
+def run_code(
+    host,
+    certificate: str,
+    username: str,
+    token: str,
+    code: str,
+    kernel: str = "python3",
+    timeout: float = 60,
+) -> str:
+    """Start a kernel, run ``code`` in it (see :func:`execute`), delete the kernel."""
+    kernel_id = start_kernel(host, certificate, username, token, kernel)
+    try:
+        return execute(host, certificate, username, token, kernel_id, code, timeout)
+    finally:
+        delete_kernel(host, certificate, username, token, kernel_id)
+
+
+class Poller(threading.Thread):
+    """Ask a user's server for its status every ``interval`` seconds, as a user would.
+
+    A poll succeeds when the server itself answers (``/api/status`` of the user's
+    server, with ``started`` in it), not the hub standing in for it. Each poll
+    opens a new connection: what a browser opening the page meets.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        session_factory: Callable[[], requests.Session],
+        interval: float = 0.2,
+        timeout: float = 2.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.token = token
+        self.session_factory = session_factory
+        self.interval = interval
+        self.timeout = timeout
+        self.stop = threading.Event()
+        self.successes: list[float] = []
+        self.failures: list[tuple[float, str]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            session = self.session_factory()
+            try:
+                response = session.get(
+                    self.url,
+                    headers={"Authorization": f"token {self.token}", "Connection": "close"},
+                    allow_redirects=False,
+                    timeout=self.timeout,
+                )
+                if response.status_code == 200 and "started" in response.json():
+                    self.successes.append(started)
+                else:
+                    self.failures.append((started, f"HTTP {response.status_code}"))
+            except (requests.RequestException, ValueError) as error:
+                self.failures.append((started, type(error).__name__))
+            finally:
+                session.close()
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=10)
+
+    def longest_gap(self, start: float, end: float) -> float:
+        """Longest time between two successful answers over [start, end]."""
+        points = [start, *(at for at in self.successes if start <= at <= end), end]
+        return max(later - earlier for earlier, later in itertools.pairwise(points))
+
+    def failures_between(self, start: float, end: float) -> list[str]:
+        return [reason for at, reason in self.failures if start <= at <= end]
 
 
 def server_pid(host, username: str) -> int:

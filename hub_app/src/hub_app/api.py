@@ -225,6 +225,24 @@ class HubClient:
         """Return the proxy's routing table as the hub sees it (``GET /proxy``)."""
         return self._json("GET", "/proxy")
 
+    def sync_routes(self) -> None:
+        """Have the hub add every missing route to the proxy now (``POST /proxy``).
+
+        The hub otherwise does this only at its periodic check (every 5 minutes),
+        so a proxy that restarted with an empty table would send users to the hub.
+        """
+        self.request("POST", "/proxy")
+
+    def unrouted_servers(self) -> list[str]:
+        """Return the URL paths of ready servers that have no route in the proxy."""
+        routes = self.get_routes()
+        return sorted(
+            server["url"]
+            for user in self.iter_users()
+            for server in (user.get("servers") or {}).values()
+            if server.get("ready") and server.get("url") and server["url"] not in routes
+        )
+
     def create_token(
         self,
         name: str,

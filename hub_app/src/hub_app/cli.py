@@ -13,11 +13,14 @@ import getpass
 import json
 import os
 import secrets
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from .api import HubAPIError, HubClient, HubConnectionError, ServerWaitError, server_state
 from .passwords import hash_password
@@ -166,6 +169,47 @@ def cmd_proxy_routes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _wait_for_port(url: str, deadline: float) -> None:
+    """Wait until something accepts connections at the host and port of ``url``."""
+    parts = urlsplit(url)
+    address = (parts.hostname or "127.0.0.1", parts.port or 80)
+    while True:
+        try:
+            with socket.create_connection(address, timeout=1):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise CommandError(f"the proxy's API at {url} did not answer: {e}") from None
+        time.sleep(0.05)
+
+
+def cmd_proxy_sync(args: argparse.Namespace) -> int:
+    """Wait for the proxy's API, have the hub put every route back, then check them.
+
+    Run whenever the proxy starts (supervisor's watchdog does): the proxy keeps its
+    routing table in memory only. The hub may be down at that moment (a restart of
+    supervisord starts both); it is asked again until the deadline, and a hub that
+    starts syncs the proxy by itself anyway.
+    """
+    deadline = time.monotonic() + args.timeout
+    _wait_for_port(load_settings(args.settings).proxy.api_url, deadline)
+    with _client(args) as client:
+        while True:
+            try:
+                client.sync_routes()
+                break
+            except (HubConnectionError, HubAPIError) as e:
+                if (isinstance(e, HubAPIError) and e.status < 500) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.2)
+        unrouted = client.unrouted_servers()
+        routes = client.get_routes()
+    if unrouted:
+        raise CommandError("running servers still without a route: " + ", ".join(unrouted))
+    print(f"proxy routes synced: {len(routes)} routes; every running server has one")
+    return EXIT_OK
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
         model = client.create_token(
@@ -311,12 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         action.set_defaults(func=func)
 
-    proxy = commands.add_parser("proxy", help="inspect the proxy").add_subparsers(
+    proxy = commands.add_parser("proxy", help="inspect or repair the proxy").add_subparsers(
         required=True, metavar="ACTION"
     )
     routes = proxy.add_parser("routes", help="show the proxy's routing table")
     routes.add_argument("--json", action="store_true", help="print the hub's route models")
     routes.set_defaults(func=cmd_proxy_routes)
+    sync = proxy.add_parser(
+        "sync",
+        help="wait for the proxy's API, then have the hub put every missing route back "
+        "(run whenever the proxy starts); fails if a running server is left without one",
+    )
+    sync.add_argument(
+        "--timeout",
+        type=_positive_number,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for the proxy and the hub (default: 60)",
+    )
+    sync.set_defaults(func=cmd_proxy_sync)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
         required=True, metavar="ACTION"

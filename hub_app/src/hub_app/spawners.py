@@ -242,6 +242,29 @@ class OptionsFormMixin(LoggingConfigurable):
             raise RuntimeError(f"cloning {self.git_url} failed: {' / '.join(tail)}")
 
 
+def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
+    """Whether ``pid`` runs as ``username`` with the server command's program in it.
+
+    True when that cannot be read (no /proc; a process owned by another user
+    namespace): then LocalProcessSpawner's own check decides.
+    """
+    try:
+        owner = os.stat(f"/proc/{pid}").st_uid
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return True  # gone: LocalProcessSpawner.poll says so
+    except OSError:
+        return True
+    try:
+        expected_owner = pwd.getpwnam(username).pw_uid
+    except KeyError:
+        return True
+    program = os.path.basename(cmd[0]).encode() if cmd else b""
+    return owner == expected_owner and any(
+        os.path.basename(argument) == program for argument in arguments
+    )
+
+
 class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
     """LocalProcessSpawner whose servers log to a file each, not to the hub's output."""
 
@@ -279,6 +302,27 @@ class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
             # The child has its own copy of the descriptor; the hub keeps none.
             self.popen_kwargs = previous
             log.close()
+
+    async def poll(self):
+        """Like LocalProcessSpawner.poll, but a reused process id is not the server.
+
+        After a reboot (or a long uptime) the recorded pid may belong to another
+        process: LocalProcessSpawner would take that process for the server, keep
+        its route and never let the user start again. The server is the user's own
+        process running this spawner's command.
+
+        Returns:
+            None while the server runs; an exit status once it has gone.
+        """
+        if self.pid and not _is_server_process(self.pid, self.user.name, self.cmd):
+            self.log.warning(
+                "%s's server (pid %s) is gone; that pid is now another process",
+                self.user.name,
+                self.pid,
+            )
+            self.clear_state()
+            return 1
+        return await super().poll()
 
 
 class HubSystemdSpawner(OptionsFormMixin, SystemdSpawner):

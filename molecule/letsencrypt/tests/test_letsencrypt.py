@@ -8,21 +8,19 @@ gap, sslyze's verdict) are printed to the log as "[letsencrypt] ..." lines.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from hub_client import NameCheckingAdapter, podman_address
+from hub_client import NameCheckingAdapter, Poller, podman_address
 
 HUB_CONTAINER = "le-hub-debian12"
 HUB_NAME = "hub.le.test"
@@ -211,51 +209,14 @@ def test_the_tls_profile_passes_sslyze_mozilla_intermediate(capsys):
 # --- renewal ------------------------------------------------------------------------
 
 
-class Poller(threading.Thread):
-    """Ask the user's server for its status every POLL_INTERVAL_SECONDS through the proxy."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__(daemon=True)
-        self.token = token
-        self.stop = threading.Event()
-        self.successes: list[float] = []
-        self.failures: list[tuple[float, str]] = []
-        self.url = hub_url(f"/user/{TEST_USER}/api/status")
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            started = time.monotonic()
-            # A new connection each time: what a browser opening the page meets.
-            session = client()
-            try:
-                response = session.get(
-                    self.url,
-                    headers={"Authorization": f"token {self.token}", "Connection": "close"},
-                    allow_redirects=False,
-                    timeout=2,
-                )
-                if response.status_code == 200 and "started" in response.json():
-                    self.successes.append(started)
-                else:
-                    self.failures.append((started, f"HTTP {response.status_code}"))
-            except (requests.RequestException, ValueError) as error:
-                self.failures.append((started, type(error).__name__))
-            finally:
-                session.close()
-            self.stop.wait(max(0.0, POLL_INTERVAL_SECONDS - (time.monotonic() - started)))
-
-    def longest_gap(self, start: float, end: float) -> float:
-        """Longest time between two successful answers over [start, end]."""
-        points = [start, *self.successes, end]
-        return max(later - earlier for earlier, later in itertools.pairwise(points))
-
-
 def test_forced_renewal_serves_a_new_serial_and_loses_no_route(host, running_server, capsys):
     before = served_certificate()["serialNumber"]
     routes_before = json.loads(hub_app(host, "proxy", "routes", "--json"))
     assert f"/user/{TEST_USER}/" in routes_before
 
-    poller = Poller(running_server)
+    poller = Poller(
+        hub_url(f"/user/{TEST_USER}/api/status"), running_server, client, POLL_INTERVAL_SECONDS
+    )
     poller.start()
     time.sleep(3)
     assert poller.successes, f"the server is unreachable before renewal: {poller.failures[-3:]}"
@@ -264,13 +225,12 @@ def test_forced_renewal_serves_a_new_serial_and_loses_no_route(host, running_ser
     renew = host.run("certbot renew --force-renewal --no-random-sleep-on-renew")
     renewal_ended = time.monotonic()
     time.sleep(5)
-    poller.stop.set()
-    poller.join(timeout=10)
+    poller.finish()
     window_end = time.monotonic()
     assert renew.rc == 0, renew.stdout + renew.stderr
 
     gap = poller.longest_gap(window_start, window_end)
-    failed = [reason for at, reason in poller.failures if window_start <= at <= window_end]
+    failed = poller.failures_between(window_start, window_end)
     record(
         capsys,
         "forced_renewal",
