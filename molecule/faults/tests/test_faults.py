@@ -39,7 +39,7 @@ from hub_client import (
 PROGRAMS = ("jupyterhub", "jupyterhub-proxy", "jupyterhub-proxy-http")
 WATCHER = "alice"  # the user whose server is polled, with the kernel variable
 OTHER = "carol"
-VARIABLE = "survivor = 6 * 7"
+VARIABLE = "survivor = 6 * 7\nsurvivor"
 POLL_INTERVAL = 0.2  # five polls a second
 # Longest time the user's server may be unreachable during a restart or crash:
 # the proxy's own restart (about a second) plus putting the routes back.
@@ -175,31 +175,41 @@ def supervisord_restart(command: str) -> Callable:
     return act
 
 
-def occupy(host, port: int) -> None:
-    """Hold a TCP port in the container with a process that is not the bundle's."""
+PORT_HOLDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+s.listen()
+time.sleep(3600)
+"""
+
+
+def occupy(host, port: int, first: str = "true") -> None:
+    """Hold a TCP port in the container with a process that is not the bundle's.
+
+    On every address, IPv6 and IPv4 (the proxy listens on both). ``first`` runs
+    just before, in the same shell (to take a port the moment its owner dies).
+    """
+    host.run_expect([0], f"cat > /tmp/test-port-holder <<'EOF'{PORT_HOLDER}EOF")
     host.run_expect(
         [0],
-        "setsid python3 -c 'import socket,time; s=socket.socket(); "
-        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-        f's.bind(("0.0.0.0", {port})); s.listen(); time.sleep(3600)\' '
-        "</dev/null >/dev/null 2>&1 &",
+        f"setsid sh -c '{first} && exec python3 /tmp/test-port-holder {port}' "
+        f"</dev/null >/tmp/test-port-holder-{port}.log 2>&1 &",
     )
-    deadline = time.monotonic() + 10
-    probe = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 1)'"
-    while host.run(probe).rc != 0:
-        assert time.monotonic() < deadline, f"could not occupy port {port}"
-        time.sleep(0.2)
+    time.sleep(1.5)
+    holding = host.run(f"pgrep -f '^python3 /tmp/test-port-holder {port}$'")
+    assert holding.rc == 0, host.run(f"cat /tmp/test-port-holder-{port}.log").stdout
 
 
 def release(host, port: int) -> None:
-    host.run(f"pkill -f 's.bind\\(\\(\"0.0.0.0\", {port}\\)\\)'")
+    host.run(f"pkill -f '^python3 /tmp/test-port-holder {port}$'")
 
 
 def crash_loop_until_fatal(host) -> None:
     """The proxy cannot bind its port until supervisord gives up (FATAL); then it can."""
-    occupy(host, 443)
+    occupy(host, 443, first=f"kill -9 {program_pid(host, 'jupyterhub-proxy')}")
     try:
-        host.run_expect([0], f"kill -9 {program_pid(host, 'jupyterhub-proxy')}")
         deadline = time.monotonic() + 120
         while "FATAL" not in host.run("supervisorctl status jupyterhub-proxy").stdout:
             assert time.monotonic() < deadline, "the proxy never became FATAL"
