@@ -21,11 +21,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         RESULTS.unlink(missing_ok=True)
 
 
+def _host_id(item: pytest.Item) -> str:
+    host = getattr(item, "callspec", None) and item.callspec.params.get("_testinfra_host")
+    return host.backend.get_pytest_id() if host is not None else ""
+
+
+def _order(item: pytest.Item) -> tuple:
+    """A host's checks in the order the module writes them (the reboot comes last)."""
+    indices = (getattr(item, "callspec", None) and item.callspec.indices) or {}
+    params = tuple(index for name, index in sorted(indices.items()) if name != "_testinfra_host")
+    return (_host_id(item), item.function.__code__.co_firstlineno, params)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # pytest groups items by the module-scoped host parameter and may reorder
+    # them; the faults build on each other (a reboot ends the servers).
+    items.sort(key=_order)
     for item in items:
-        host = getattr(item, "callspec", None) and item.callspec.params.get("_testinfra_host")
-        if host is not None:
-            item.add_marker(pytest.mark.xdist_group(host.backend.get_pytest_id()))
+        if _host_id(item):
+            item.add_marker(pytest.mark.xdist_group(_host_id(item)))
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

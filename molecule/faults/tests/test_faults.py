@@ -176,30 +176,47 @@ def supervisord_restart(command: str) -> Callable:
 
 
 PORT_HOLDER = """
-import socket, sys, time
+import pathlib, socket, sys, time
+port = int(sys.argv[1])
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", int(sys.argv[1])))
+deadline = time.monotonic() + 30
+while True:  # take the port the moment its owner lets go of it
+    try:
+        s.bind(("::", port))
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.001)
 s.listen()
+pathlib.Path(f"/tmp/test-port-holder-{port}.bound").touch()
 time.sleep(3600)
 """
 
 
-def occupy(host, port: int, first: str = "true") -> None:
+def occupy(host, port: int, then: str = "") -> None:
     """Hold a TCP port in the container with a process that is not the bundle's.
 
-    On every address, IPv6 and IPv4 (the proxy listens on both). ``first`` runs
-    just before, in the same shell (to take a port the moment its owner dies).
+    On every address, IPv6 and IPv4 (the proxy listens on both). With ``then``,
+    the holder starts first and ``then`` runs (say, a kill of the port's owner):
+    the holder takes the port the moment it is free, before anything restarts.
     """
     host.run_expect([0], f"cat > /tmp/test-port-holder <<'EOF'{PORT_HOLDER}EOF")
+    host.run(f"rm -f /tmp/test-port-holder-{port}.bound")
     host.run_expect(
         [0],
-        f"setsid sh -c '{first} && exec python3 /tmp/test-port-holder {port}' "
+        f"setsid python3 /tmp/test-port-holder {port} "
         f"</dev/null >/tmp/test-port-holder-{port}.log 2>&1 &",
     )
-    time.sleep(1.5)
-    holding = host.run(f"pgrep -f '^python3 /tmp/test-port-holder {port}$'")
-    assert holding.rc == 0, host.run(f"cat /tmp/test-port-holder-{port}.log").stdout
+    if then:
+        time.sleep(0.5)
+        host.run_expect([0], then)
+    deadline = time.monotonic() + 30
+    while host.run(f"test -e /tmp/test-port-holder-{port}.bound").rc != 0:
+        log = host.run(f"cat /tmp/test-port-holder-{port}.log").stdout
+        assert time.monotonic() < deadline, f"could not hold port {port}: {log}"
+        time.sleep(0.2)
 
 
 def release(host, port: int) -> None:
@@ -208,7 +225,7 @@ def release(host, port: int) -> None:
 
 def crash_loop_until_fatal(host) -> None:
     """The proxy cannot bind its port until supervisord gives up (FATAL); then it can."""
-    occupy(host, 443, first=f"kill -9 {program_pid(host, 'jupyterhub-proxy')}")
+    occupy(host, 443, then=f"kill -9 {program_pid(host, 'jupyterhub-proxy')}")
     try:
         deadline = time.monotonic() + 120
         while "FATAL" not in host.run("supervisorctl status jupyterhub-proxy").stdout:
@@ -327,73 +344,75 @@ def recap(output: str) -> dict[str, int]:
     )
 
 
-def test_a_change_that_does_not_start_is_rolled_back(host, session, capsys):
-    """Valid inventory, but the proxy cannot bind its new port: the old proxy serves again.
+@dataclass
+class FailedChange:
+    """A valid inventory change whose program cannot start: its port is held."""
 
-    (The rollbacks run on one host each: the guard works the same on both, and a
-    whole deploy per check is the slowest part of the scenario.)
-    """
-    if not is_systemd(host):
-        pytest.skip("the hub's rollback runs on this host")
-    occupy(host, 8443)
+    program: str
+    port: int
+    change: dict
+    on_systemd: bool  # run on one host each: the guard works the same on both
+    kept_file: str
+    kept_text: str
+    says: str  # what the program's log tail must show
+
+
+FAILED_CHANGES = {
+    "proxy on a busy port": FailedChange(
+        "jupyterhub-proxy",
+        8443,
+        {"proxy_https_port": 8443},
+        True,
+        "/opt/configurable-http-proxy/start-proxy",
+        "--port=443",
+        "already in use",
+    ),
+    "hub on a busy port": FailedChange(
+        "jupyterhub",
+        8090,
+        {"jupyterhub_hub_bind_url": "http://127.0.0.1:8090"},
+        False,
+        "/etc/jupyterhub/hub_app.json",
+        "127.0.0.1:8081",
+        "already in use",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILED_CHANGES))
+def test_a_change_that_does_not_start_is_rolled_back(host, session, name, capsys):
+    """The play fails naming the program and quoting its log; the old one serves again."""
+    failed = FAILED_CHANGES[name]
+    if failed.on_systemd != is_systemd(host):
+        pytest.skip("checked on the other host")
+    occupy(host, failed.port)
     poller = session.poller(host)
     poller.start()
     try:
         started = time.monotonic()
-        result = deploy(host, {"proxy_https_port": 8443})
+        result = deploy(host, failed.change)
         wait_until_recovered(host, poller, time.monotonic())
     finally:
         poller.finish()
-        release(host, 8443)
+        release(host, failed.port)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "jupyterhub-proxy did not start with its new configuration" in output, output[-3000:]
-    assert "Put back the previous configuration" in output
-    assert "Last lines of /var/log/supervisor/jupyterhub-proxy.log" in output
-    assert "EADDRINUSE" in output, output[-3000:]
-    assert "--port=443" in host.file("/opt/configurable-http-proxy/start-proxy").content_string
+    assert f"{failed.program} did not start with its new configuration" in output, output[-3000:]
+    assert "Put back the previous configuration" in output, output[-3000:]
+    assert f"Last lines of /var/log/supervisor/{failed.program}.log" in output, output[-3000:]
+    assert failed.says in output, output[-3000:]
+    assert failed.kept_text in host.file(failed.kept_file).content_string
     gap = poller.longest_gap(started, time.monotonic())
     record(
         capsys,
         host,
-        "deploy: proxy_https_port 8443, held by another process",
+        f"deploy: {failed.change}, port held by another process",
         {
             "longest_gap_seconds": round(gap, 2),
             "kernel_variable_survived": variable_survived(host, session),
         },
     )
     assert gap < MAX_ROLLBACK_GAP_SECONDS
-
-
-def test_hub_settings_that_do_not_start_are_rolled_back(host, session, capsys):
-    if is_systemd(host):
-        pytest.skip("the proxy's rollback runs on this host")
-    occupy(host, 8090)
-    poller = session.poller(host)
-    poller.start()
-    try:
-        started = time.monotonic()
-        result = deploy(host, {"jupyterhub_hub_bind_url": "http://127.0.0.1:8090"})
-        wait_until_recovered(host, poller, time.monotonic())
-    finally:
-        poller.finish()
-        release(host, 8090)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
-    assert "jupyterhub did not start with its new configuration" in output, output[-3000:]
-    assert "Last lines of /var/log/supervisor/jupyterhub.log" in output
-    assert "127.0.0.1:8081" in host.file("/etc/jupyterhub/hub_app.json").content_string
-    gap = poller.longest_gap(started, time.monotonic())
-    record(
-        capsys,
-        host,
-        "deploy: hub on a port held by another process",
-        {
-            "longest_gap_seconds": round(gap, 2),
-            "kernel_variable_survived": variable_survived(host, session),
-        },
-    )
-    assert gap < MAX_GAP_SECONDS
 
 
 @pytest.mark.parametrize(
