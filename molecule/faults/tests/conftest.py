@@ -26,17 +26,9 @@ def _host_id(item: pytest.Item) -> str:
     return host.backend.get_pytest_id() if host is not None else ""
 
 
-def _order(item: pytest.Item) -> tuple:
-    """A host's checks in the order the module writes them (the reboot comes last)."""
-    indices = (getattr(item, "callspec", None) and item.callspec.indices) or {}
-    params = tuple(index for name, index in sorted(indices.items()) if name != "_testinfra_host")
-    return (_host_id(item), item.function.__code__.co_firstlineno, params)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # pytest groups items by the module-scoped host parameter and may reorder
-    # them; the faults build on each other (a reboot ends the servers).
-    items.sort(key=_order)
+    # (xdist runs a group's checks in node-id order, not the module's: each
+    # check leaves its host as it found it, two servers and the kernel.)
     for item in items:
         if _host_id(item):
             item.add_marker(pytest.mark.xdist_group(_host_id(item)))

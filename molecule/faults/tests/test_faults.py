@@ -83,17 +83,25 @@ class Session:
             timeout=1.0,
         )
 
+    def set_up(self, host) -> None:
+        """Both users' servers running, and a kernel of alice's holding the variable.
+
+        What every check starts from and leaves behind (a reboot ends the
+        servers, so that check sets this up again).
+        """
+        for user in (WATCHER, OTHER):
+            hub_app(host, "server", "start", user, "--wait", "--timeout", "120")
+        self.kernel_id = start_kernel(host, self.certificate, WATCHER, self.tokens[WATCHER])
+        execute(host, self.certificate, WATCHER, self.tokens[WATCHER], self.kernel_id, VARIABLE)
+
 
 @pytest.fixture(scope="module")
 def session(host, tmp_path_factory) -> Session:
     certificate = save_certificate(host, tmp_path_factory.mktemp(host.backend.name))
-    tokens = {}
-    for user in (WATCHER, OTHER):
-        hub_app(host, "server", "start", user, "--wait", "--timeout", "120")
-        tokens[user] = user_token(host, user)
-    kernel_id = start_kernel(host, certificate, WATCHER, tokens[WATCHER])
-    execute(host, certificate, WATCHER, tokens[WATCHER], kernel_id, VARIABLE)
-    return Session(certificate, tokens, kernel_id)
+    tokens = {user: user_token(host, user) for user in (WATCHER, OTHER)}
+    session = Session(certificate, tokens, kernel_id="")
+    session.set_up(host)
+    return session
 
 
 def programs_running(host) -> str:
