@@ -283,7 +283,8 @@ class Poller(threading.Thread):
                     self.successes.append(started)
                 else:
                     self.failures.append((started, f"HTTP {response.status_code}"))
-            except (requests.RequestException, ValueError) as error:
+            # Any failure is a failed poll, never the end of polling.
+            except Exception as error:
                 self.failures.append((started, type(error).__name__))
             finally:
                 session.close()

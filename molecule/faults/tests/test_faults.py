@@ -188,6 +188,8 @@ import pathlib, socket, sys, time
 port = int(sys.argv[1])
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+# Past the TIME_WAIT connections the poller leaves; never past a listener.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 deadline = time.monotonic() + 30
 while True:  # take the port the moment its owner lets go of it
     try:
