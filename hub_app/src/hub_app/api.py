@@ -233,9 +233,8 @@ class HubClient:
         """
         self.request("POST", "/proxy")
 
-    def unrouted_servers(self) -> list[str]:
-        """Return the URL paths of ready servers that have no route in the proxy."""
-        routes = self.get_routes()
+    def unrouted_servers(self, routes: dict[str, dict[str, Any]]) -> list[str]:
+        """Return the URL paths of ready servers that have no route in ``routes``."""
         return sorted(
             server["url"]
             for user in self.iter_users()

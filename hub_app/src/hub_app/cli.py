@@ -202,8 +202,8 @@ def cmd_proxy_sync(args: argparse.Namespace) -> int:
                 if (isinstance(e, HubAPIError) and e.status < 500) or time.monotonic() >= deadline:
                     raise
             time.sleep(0.2)
-        unrouted = client.unrouted_servers()
         routes = client.get_routes()
+        unrouted = client.unrouted_servers(routes)
     if unrouted:
         raise CommandError("running servers still without a route: " + ", ".join(unrouted))
     print(f"proxy routes synced: {len(routes)} routes; every running server has one")
