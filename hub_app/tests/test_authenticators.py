@@ -249,7 +249,7 @@ BAD_KIND_SETTINGS = {
         "authenticator.search.bind_password_file",
         "chmod 0600",
     ),
-    "ldap-port": ("ldap", _auth("server_port", 0), "authenticator.server_port", "port number"),
+    "ldap-port": ("ldap", _auth("server_port", 0), "authenticator.server_port", "TCP port"),
 }
 
 
@@ -287,9 +287,9 @@ def test_allowed_users_alone_is_an_allow_rule(kind_settings, kind):
 
 
 def test_missing_package_is_named(kind_settings, monkeypatch):
-    import hub_app.settings
+    import hub_app.settings.primitives
 
-    monkeypatch.setattr(hub_app.settings.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(hub_app.settings.primitives.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SettingsError) as raised:
         parse_settings(kind_settings("ldap"))
     assert raised.value.setting == "authenticator.kind"

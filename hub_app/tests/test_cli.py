@@ -159,7 +159,9 @@ def test_check_settings_bad(settings_data, write_settings, capsys):
     settings_data["spawner"]["start_timeout"] = -1
     code, out, err = run(capsys, "check-settings", str(write_settings(settings_data)))
     assert (code, out) == (2, "")
-    assert err.startswith("settings error: spawner.start_timeout: must be a positive integer")
+    assert err.startswith(
+        "settings error: spawner.start_timeout: must be a whole number of seconds, at least 1"
+    )
 
 
 # --- API commands without a hub -----------------------------------------------------

@@ -76,7 +76,7 @@ BAD = {
     "form-reserved": (
         _with(options_form={"environment_overridable": ["JUPYTERHUB_API_TOKEN"]}),
         "spawner.options_form.environment_overridable[0]",
-        "never be overridden",
+        "can never be set",
     ),
 }
 

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+# One rule for variable names, shared with the settings (and the inventory check):
+# JUPYTERHUB_* and JPY_* are never overridable, whatever the settings say.
+from .settings.primitives import ENV_NAME_PATTERN, RESERVED_ENV_PREFIXES
+
 __all__ = [
     "ENV_NAME_PATTERN",
     "FormError",
@@ -34,10 +38,6 @@ __all__ = [
     "repo_name",
 ]
 
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Names JupyterHub and the spawners set for every server: the server's identity,
-# its tokens and where it reaches the hub. Never overridable, whatever the settings.
-RESERVED_ENV_PREFIXES = ("JUPYTERHUB_", "JPY_")
 # Names the spawners or this bundle set; overridable only when the settings list them.
 PROTECTED_ENV_NAMES = frozenset(
     {

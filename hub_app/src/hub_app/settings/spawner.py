@@ -1,8 +1,7 @@
 """The settings file's ``spawner`` section: which spawner, its limits and the options form.
 
-Kept apart from :mod:`hub_app.settings` (which calls :func:`parse_spawner` and
-:func:`apply_spawner`) so each spawner kind is one entry in :data:`SPAWNER_KINDS`.
-Errors are :class:`hub_app.settings.SettingsError` naming the dotted setting.
+Each spawner kind is one entry in :data:`SPAWNER_KINDS`. Errors are
+:class:`SettingsError` naming the dotted setting.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import settings as _s
-from .options_form import ENV_NAME_PATTERN, RESERVED_ENV_PREFIXES
+from . import primitives as p
+from .primitives import SettingsError
 
 __all__ = ["SPAWNER_KINDS", "FormOptions", "SpawnerSettings", "apply_spawner", "parse_spawner"]
 
@@ -29,7 +28,6 @@ SPAWNER_KINDS: Mapping[str, str] = MappingProxyType(
 MEM_LIMIT_PATTERN = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 ARG_NAME_PATTERN = re.compile(r"^--[A-Za-z][A-Za-z0-9_.-]*$")
 HOST_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
-IMAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 VOLUME_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.{}-]*$")
 PULL_POLICIES = ("ifnotpresent", "always", "never", "skip")
 # Where a container finds the hub host's CA bundle (spawner.docker.ca_bundle).
@@ -81,117 +79,102 @@ class SpawnerSettings:
     docker: DockerSettings | None = None
 
 
-def _string_list(value: Any, path: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise _s.SettingsError(path, f"must be a list of {what}")
-    seen: list[str] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, str) or not pattern.match(item):
-            raise _s.SettingsError(f"{path}[{index}]", f"{item!r} is not a valid {what[:-1]}")
-        if item in seen:
-            raise _s.SettingsError(f"{path}[{index}]", f"{item!r} is listed twice")
-        seen.append(item)
-    return tuple(seen)
-
-
-def _parse_form(data: Any, kind: str) -> FormOptions:
+def _parse_form(data: Any) -> FormOptions:
     path = "spawner.options_form"
-    section = _s._section(
+    section = p.section(
         data,
         path,
         (),
         ("environment", "environment_overridable", "args", "git_hosts", "git_python"),
     )
-    overridable = _string_list(
-        section.get("environment_overridable", []),
-        f"{path}.environment_overridable",
-        ENV_NAME_PATTERN,
-        "variable names",
+    overridable = p.string_list(
+        section.get("environment_overridable", []), f"{path}.environment_overridable"
     )
     for index, name in enumerate(overridable):
-        if name.startswith(RESERVED_ENV_PREFIXES):
-            raise _s.SettingsError(
-                f"{path}.environment_overridable[{index}]",
-                f"{name} belongs to JupyterHub and can never be overridden; remove it",
-            )
-    git_python = _s._string(section.get("git_python", "python3"), f"{path}.git_python")
+        p.env_name(name, f"{path}.environment_overridable[{index}]")
     return FormOptions(
-        environment=_s._bool(section.get("environment", False), f"{path}.environment"),
+        environment=p.boolean(section.get("environment", False), f"{path}.environment"),
         environment_overridable=overridable,
-        args=_string_list(
-            section.get("args", []), f"{path}.args", ARG_NAME_PATTERN, "argument names"
+        args=p.pattern_list(
+            section.get("args", []), f"{path}.args", ARG_NAME_PATTERN, "argument name"
         ),
-        git_hosts=_string_list(
-            section.get("git_hosts", []), f"{path}.git_hosts", HOST_PATTERN, "host names"
+        git_hosts=p.pattern_list(
+            section.get("git_hosts", []), f"{path}.git_hosts", HOST_PATTERN, "host name"
         ),
-        git_python=git_python,
+        git_python=p.string(section.get("git_python", "python3"), f"{path}.git_python"),
     )
+
+
+def _command(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise SettingsError(path, "must be a non-empty list of strings")
+    return tuple(p.string(arg, f"{path}[{index}]") for index, arg in enumerate(value))
 
 
 def _parse_docker(data: Any) -> DockerSettings:
     path = "spawner.docker"
-    section = _s._section(
+    section = p.section(
         data,
         path,
         ("api_url", "images"),
         ("cmd", "home", "volume_name", "pull_policy", "ca_bundle"),
     )
-    api_url = _s._string(section["api_url"], f"{path}.api_url")
+    api_url = p.string(section["api_url"], f"{path}.api_url")
     if not api_url.startswith(("unix:///", "tcp://", "http://", "https://")):
-        raise _s.SettingsError(
+        raise SettingsError(
             f"{path}.api_url",
             f"must be unix:///path/to.sock or tcp://host:port, not {api_url!r}",
         )
-    images = _string_list(section["images"], f"{path}.images", IMAGE_PATTERN, "image names")
+    images = p.string_list(section["images"], f"{path}.images")
+    for index, image in enumerate(images):
+        p.image_reference(image, f"{path}.images[{index}]")
     if not images:
-        raise _s.SettingsError(f"{path}.images", "must name at least one image (the default)")
-    cmd = section.get("cmd", ["jupyterhub-singleuser"])
-    if not isinstance(cmd, list) or not cmd:
-        raise _s.SettingsError(f"{path}.cmd", "must be a non-empty list of strings")
-    for index, arg in enumerate(cmd):
-        _s._string(arg, f"{path}.cmd[{index}]")
-    pull_policy = section.get("pull_policy", "ifnotpresent")
-    if pull_policy not in PULL_POLICIES:
-        raise _s.SettingsError(
-            f"{path}.pull_policy", f"is {pull_policy!r}; choose one of: {', '.join(PULL_POLICIES)}"
-        )
-    volume_name = _s._string(
+        raise SettingsError(f"{path}.images", "must name at least one image (the default)")
+    volume_name = p.string(
         section.get("volume_name", "jupyterhub-user-{username}"), f"{path}.volume_name"
     )
     if not VOLUME_NAME_PATTERN.match(volume_name) or "{username}" not in volume_name:
-        raise _s.SettingsError(
+        raise SettingsError(
             f"{path}.volume_name",
             f"must be a volume name containing {{username}}, like jupyterhub-user-{{username}}, "
             f"not {volume_name!r}",
         )
-    ca_bundle = _s._string(section.get("ca_bundle", ""), f"{path}.ca_bundle", allow_empty=True)
-    if ca_bundle:
-        ca_bundle = _s._absolute_path(ca_bundle, f"{path}.ca_bundle")
+    ca_bundle = p.string(section.get("ca_bundle", ""), f"{path}.ca_bundle", allow_empty=True)
     return DockerSettings(
         api_url=api_url,
         images=images,
-        cmd=tuple(cmd),
-        home=_s._absolute_path(section.get("home", "/home/jovyan"), f"{path}.home"),
+        cmd=_command(section.get("cmd", ["jupyterhub-singleuser"]), f"{path}.cmd"),
+        home=p.absolute_path(section.get("home", "/home/jovyan"), f"{path}.home"),
         volume_name=volume_name,
-        pull_policy=pull_policy,
-        ca_bundle=ca_bundle,
+        pull_policy=p.choice(
+            section.get("pull_policy", "ifnotpresent"), f"{path}.pull_policy", PULL_POLICIES
+        ),
+        ca_bundle=p.absolute_path(ca_bundle, f"{path}.ca_bundle") if ca_bundle else "",
     )
 
 
-def _count(value: Any, path: str) -> int:
-    # bool is a subclass of int in Python; `true` is not a count.
-    if type(value) is not int or value < 0:
-        raise _s.SettingsError(path, f"must be a whole number, 0 for no limit, not {value!r}")
-    return value
+def _environment(value: Any, path: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise SettingsError(
+            path, f"must be an object of variable name to string, not {p.type_name(value)}"
+        )
+    for name, text in value.items():
+        p.env_name(name, f"{path}.{name}")
+        if not isinstance(text, str):
+            raise SettingsError(
+                f"{path}.{name}",
+                f"must be a string (put the value in quotes), not {p.type_name(text)}",
+            )
+    return dict(value)
 
 
 def parse_spawner(data: Any) -> SpawnerSettings:
     """Validate the ``spawner`` section.
 
     Raises:
-        hub_app.settings.SettingsError: For the first rule broken, naming its setting.
+        SettingsError: For the first rule broken, naming its setting.
     """
-    spawner = _s._section(
+    spawner = p.section(
         data,
         "spawner",
         (
@@ -214,79 +197,57 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "docker",
         ),
     )
-    kind = spawner.get("kind", "local")
-    if kind not in SPAWNER_KINDS:
-        choices = ", ".join(SPAWNER_KINDS)
-        raise _s.SettingsError("spawner.kind", f"is {kind!r}; choose one of: {choices}")
-    cmd = spawner["cmd"]
-    if not isinstance(cmd, list) or not cmd:
-        raise _s.SettingsError("spawner.cmd", "must be a non-empty list of strings")
-    for index, arg in enumerate(cmd):
-        _s._string(arg, f"spawner.cmd[{index}]")
-    default_url = _s._string(spawner["default_url"], "spawner.default_url")
+    kind = p.choice(spawner.get("kind", "local"), "spawner.kind", tuple(SPAWNER_KINDS))
+    default_url = p.string(spawner["default_url"], "spawner.default_url")
     if not default_url.startswith("/"):
-        raise _s.SettingsError(
+        raise SettingsError(
             "spawner.default_url", f"must start with '/', like /lab, not {default_url!r}"
         )
-    environment = spawner["environment"]
-    if not isinstance(environment, dict):
-        raise _s.SettingsError(
-            "spawner.environment",
-            f"must be an object of string to string, not {_s._type_name(environment)}",
-        )
-    for key, value in environment.items():
-        if not key:
-            raise _s.SettingsError("spawner.environment", "variable names must not be empty")
-        _s._string(value, f"spawner.environment.{key}", allow_empty=True)
-
     mem_limit = spawner.get("mem_limit")
     if mem_limit is not None and (
         not isinstance(mem_limit, str) or not MEM_LIMIT_PATTERN.match(mem_limit)
     ):
-        raise _s.SettingsError(
+        raise SettingsError(
             "spawner.mem_limit",
             f"must be bytes with an optional K, M, G or T suffix, like 2G, not {mem_limit!r}",
         )
     cpu_limit = spawner.get("cpu_limit")
     if cpu_limit is not None and (type(cpu_limit) not in (int, float) or not 0 < cpu_limit <= 1024):
-        raise _s.SettingsError(
+        raise SettingsError(
             "spawner.cpu_limit", f"must be a positive number of CPUs, like 1.5, not {cpu_limit!r}"
         )
     if kind == "local" and (mem_limit is not None or cpu_limit is not None):
-        raise _s.SettingsError(
+        raise SettingsError(
             "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
             "the local spawner cannot enforce limits; use kind systemd or docker, or remove it",
         )
-    # JupyterHub's own defaults: 100 spawns at once, no limit on running servers.
-    concurrent_spawn_limit = _count(
-        spawner.get("concurrent_spawn_limit", 100), "spawner.concurrent_spawn_limit"
-    )
-    active_server_limit = _count(
-        spawner.get("active_server_limit", 0), "spawner.active_server_limit"
-    )
-    form = _parse_form(spawner.get("options_form", {}), kind)
     docker = None
     if kind == "docker":
         if spawner.get("docker") is None:
-            raise _s.SettingsError("spawner.docker", 'is required with kind "docker"')
+            raise SettingsError("spawner.docker", 'is required with kind "docker"')
         docker = _parse_docker(spawner["docker"])
     elif spawner.get("docker") is not None:
-        raise _s.SettingsError("spawner.docker", f'is only used with kind "docker", not {kind!r}')
+        raise SettingsError("spawner.docker", f'is only used with kind "docker", not {kind!r}')
     return SpawnerSettings(
         kind=kind,
-        cmd=tuple(cmd),
+        cmd=_command(spawner["cmd"], "spawner.cmd"),
         default_url=default_url,
-        notebook_dir=_s._string(spawner["notebook_dir"], "spawner.notebook_dir"),
-        start_timeout=_s._positive_int(spawner["start_timeout"], "spawner.start_timeout"),
-        http_timeout=_s._positive_int(spawner["http_timeout"], "spawner.http_timeout"),
-        environment=MappingProxyType(dict(environment)),
-        log_dir=_s._absolute_path(spawner["log_dir"], "spawner.log_dir"),
+        notebook_dir=p.string(spawner["notebook_dir"], "spawner.notebook_dir"),
+        start_timeout=p.at_least_one(spawner["start_timeout"], "spawner.start_timeout"),
+        http_timeout=p.at_least_one(spawner["http_timeout"], "spawner.http_timeout"),
+        environment=MappingProxyType(_environment(spawner["environment"], "spawner.environment")),
+        log_dir=p.absolute_path(spawner["log_dir"], "spawner.log_dir"),
         mem_limit=mem_limit,
         cpu_limit=None if cpu_limit is None else float(cpu_limit),
-        concurrent_spawn_limit=concurrent_spawn_limit,
-        active_server_limit=active_server_limit,
-        poll_interval=_s._positive_int(spawner.get("poll_interval", 30), "spawner.poll_interval"),
-        options_form=form,
+        # JupyterHub's own defaults: 100 spawns at once, no limit on running servers.
+        concurrent_spawn_limit=p.count(
+            spawner.get("concurrent_spawn_limit", 100), "spawner.concurrent_spawn_limit"
+        ),
+        active_server_limit=p.count(
+            spawner.get("active_server_limit", 0), "spawner.active_server_limit"
+        ),
+        poll_interval=p.at_least_one(spawner.get("poll_interval", 30), "spawner.poll_interval"),
+        options_form=_parse_form(spawner.get("options_form", {})),
         docker=docker,
     )
 

@@ -1,0 +1,122 @@
+"""The settings file's hub-wide sections: ``hub``, ``proxy``, ``api_client`` and who may log in.
+
+Errors are :class:`SettingsError` naming the dotted setting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import primitives as p
+from .authenticator import AuthenticatorSettings
+from .primitives import SettingsError
+
+__all__ = [
+    "LOG_LEVELS",
+    "ApiClientSettings",
+    "HubSettings",
+    "ProxySettings",
+    "check_logins",
+    "parse_api_client",
+    "parse_hub",
+    "parse_proxy",
+]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SERVICE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    bind_url: str
+    db_url: str
+    cookie_secret_file: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    api_url: str
+    auth_token_file: str
+
+
+@dataclass(frozen=True)
+class ApiClientSettings:
+    service_name: str
+    token_file: str
+
+
+def parse_hub(data: Any) -> HubSettings:
+    hub = p.section(data, "hub", ("bind_url", "db_url", "cookie_secret_file", "log_level"))
+    return HubSettings(
+        bind_url=p.url(hub["bind_url"], "hub.bind_url", ("http",), allow_path=False),
+        db_url=p.string(hub["db_url"], "hub.db_url"),
+        cookie_secret_file=p.secret_path(
+            hub["cookie_secret_file"], "hub.cookie_secret_file", is_token=False
+        ),
+        log_level=p.choice(hub["log_level"], "hub.log_level", LOG_LEVELS),
+    )
+
+
+def parse_proxy(data: Any, hub: HubSettings) -> ProxySettings:
+    proxy = p.section(data, "proxy", ("api_url", "auth_token_file"))
+    api_url = p.url(proxy["api_url"], "proxy.api_url", ("http",), allow_path=False)
+    hub_address = urlsplit(hub.bind_url).hostname, p.url_port(hub.bind_url)
+    if (urlsplit(api_url).hostname, p.url_port(api_url)) == hub_address:
+        raise SettingsError(
+            "proxy.api_url",
+            f"is {api_url}, the address the hub itself listens on (hub.bind_url); "
+            "the proxy's API needs a port of its own",
+        )
+    return ProxySettings(
+        api_url=api_url,
+        auth_token_file=p.secret_path(
+            proxy["auth_token_file"], "proxy.auth_token_file", is_token=True
+        ),
+    )
+
+
+def parse_api_client(data: Any) -> ApiClientSettings:
+    api_client = p.section(data, "api_client", ("service_name", "token_file"))
+    service_name = p.string(api_client["service_name"], "api_client.service_name")
+    if not SERVICE_NAME_PATTERN.match(service_name):
+        raise SettingsError(
+            "api_client.service_name",
+            f"invalid service name {service_name!r}; use lowercase letters, digits, "
+            "'_', '.', '-', starting with a letter or digit",
+        )
+    return ApiClientSettings(
+        service_name=service_name,
+        token_file=p.secret_path(api_client["token_file"], "api_client.token_file", is_token=True),
+    )
+
+
+def check_logins(
+    authenticator: AuthenticatorSettings,
+    allowed_users: frozenset[str],
+    admin_users: frozenset[str],
+    allow_all: bool,
+) -> None:
+    """Somebody can log in, every admin can, and every allowed user can with this kind."""
+    if not allowed_users and not allow_all and not authenticator.has_allow_rule():
+        # An OAuth or LDAP hub with no rule at all would let in nobody (JupyterHub 5)
+        # or, configured by hand, everybody with an account at the provider: both
+        # are refused here, and allow_all must be said explicitly.
+        rules = ", ".join(("allowed_users", *authenticator.allow_rule_settings))
+        raise SettingsError(
+            "allowed_users",
+            f"is empty{', ' if authenticator.allow_rule_settings else ' '}"
+            + "".join(f"{rule} is empty, " for rule in authenticator.allow_rule_settings)
+            + f"and allow_all is false, so no user could log in; set {rules} or allow_all",
+        )
+    not_allowed = sorted(admin_users - allowed_users)
+    if not_allowed and not allow_all:
+        raise SettingsError(
+            "admin_users",
+            f"{', '.join(map(repr, not_allowed))} would be admin but not allowed to log in "
+            "(not in allowed_users, and allow_all is false); add to allowed_users",
+        )
+    authenticator.check_users(allowed_users, allow_all)
