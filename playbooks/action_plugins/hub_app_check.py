@@ -34,7 +34,8 @@ HUB_APP_SOURCE = PROJECT / "hub_app" / "src"
 def _hub_app_inventory():
     if str(HUB_APP_SOURCE) not in sys.path:
         sys.path.insert(0, str(HUB_APP_SOURCE))
-    from hub_app import inventory  # noqa: PLC0415 -- only from this checkout
+    # Imported here, after the path: only from this checkout.
+    from hub_app import inventory
 
     return inventory
 
