@@ -27,6 +27,14 @@ from hub_app.inventory import (
 
 DATA = json.loads((Path(__file__).parent / "data" / "default_inventory.json").read_text())
 PROJECT = Path(__file__).resolve().parents[2]
+# Each variable's type, from the roles' argument specs (as the play's plugin reads them).
+TYPES = {
+    name: str(option.get("type", "str"))
+    for spec_file in sorted(PROJECT.glob("roles/*/meta/argument_specs.yml"))
+    for name, option in yaml.safe_load(spec_file.read_text())["argument_specs"]["main"]
+    .get("options", {})
+    .items()
+}
 SCRYPT = "scrypt$ln=15,r=8,p=1$c2FsdHNhbHRzYWx0$" + "A" * 43
 
 Case = tuple[dict[str, Any], dict[str, Any], str, str]
@@ -57,7 +65,9 @@ def run(
     data["variables"].update(copy.deepcopy(variables))
     for key, value in settings.items():
         _set(data["settings"], key, copy.deepcopy(value))
-    return check_inventory(data["variables"], data["settings"], service_manager=manager)
+    return check_inventory(
+        data["variables"], data["settings"], service_manager=manager, types=TYPES
+    )
 
 
 LDAP = {
@@ -215,6 +225,40 @@ BAD: dict[str, Case] = {
         settings={"hub.bind_url": "http://127.0.0.1:8081/x"},
         blames="jupyterhub_hub_bind_url",
         says="path",
+    ),
+    # --- paths, versions, names
+    "venv relative": case(
+        {"jupyterhub_venv": "opt/venv"}, blames="jupyterhub_venv", says="absolute path"
+    ),
+    "supervisor log dir relative": case(
+        {"supervisor_log_dir": "var/log"}, blames="supervisor_log_dir", says="absolute path"
+    ),
+    "version a range": case(
+        {"jupyterhub_version": ">=5"}, blames="jupyterhub_version", says="release number"
+    ),
+    "proxy version latest": case(
+        {"proxy_chp_version": "latest"}, blames="proxy_chp_version", says="release number"
+    ),
+    "proxy user uppercase": case(
+        {"proxy_user": "Proxy"}, blames="proxy_user", says="user or group name"
+    ),
+    "admin group with space": case(
+        {"users_admin_group": "hub admins"}, blames="users_admin_group", says="group name"
+    ),
+    "proxy program with slash": case(
+        {"jupyterhub_proxy_program": "proxy/main"},
+        blames="jupyterhub_proxy_program",
+        says="program name",
+    ),
+    "extra package shell": case(
+        {"jupyterhub_extra_packages": ["x && curl evil"]},
+        blames="jupyterhub_extra_packages[0]",
+        says="pip requirement",
+    ),
+    "acme host address a name": case(
+        {"tls_letsencrypt_host_addresses": ["gateway"]},
+        blames="tls_letsencrypt_host_addresses[0]",
+        says="IP address",
     ),
     # --- timeouts, limits, counts
     "start timeout zero": case(

@@ -45,10 +45,12 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def _role_variables(role: str) -> list[str]:
+def _role_variables(role: str) -> dict[str, str]:
+    """The role's variables and their types, from its argument specs."""
     spec_file = PROJECT / "roles" / role / "meta" / "argument_specs.yml"
     specs = yaml.safe_load(spec_file.read_text(encoding="utf-8"))["argument_specs"]
-    return list(specs["main"].get("options", {}))
+    options = specs["main"].get("options", {})
+    return {name: str(option.get("type", "str")) for name, option in options.items()}
 
 
 class ActionModule(ActionBase):
@@ -64,7 +66,8 @@ class ActionModule(ActionBase):
         roles = self._task.args.get("roles") or []
         settings_variable = self._task.args.get("settings_variable")
 
-        names = [name for role in roles for name in _role_variables(role)]
+        types = {name: kind for role in roles for name, kind in _role_variables(role).items()}
+        names = list(types)
         raw = {name: task_vars[name] for name in names if name in task_vars}
         try:
             variables = _plain(self._templar.template(raw))
@@ -87,7 +90,7 @@ class ActionModule(ActionBase):
 
         inventory = _hub_app_inventory()
         problems = inventory.check_inventory(
-            variables, settings, service_manager=str(service_manager)
+            variables, settings, service_manager=str(service_manager), types=types
         )
         result["checked_variables"] = len(variables)
         if problems:

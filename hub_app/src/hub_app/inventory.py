@@ -22,7 +22,6 @@ what is allowed, and how to fix it.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -127,6 +126,9 @@ PIP_REQUIREMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],<>=!~ -]*$")
 R_PACKAGE_PATTERN = re.compile(r"^r-cran-[a-z0-9.-]+$")
 IPYKERNEL_PATTERN = re.compile(r"^ipykernel([=<>!~ ]|$)")
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+)?$")
+SYSTEM_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+PROGRAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OAUTH_KINDS = ("github", "oidc")
 ALLOW_RULE_VARIABLES = {
     "github": "jupyterhub_github_allowed_organizations",
@@ -177,9 +179,16 @@ def _in_inventory_terms(error: SettingsError, settings: Mapping[str, Any]) -> Se
 class Inventory:
     """The variables of every role, as the play renders them."""
 
-    def __init__(self, variables: Mapping[str, Any], service_manager: str = "") -> None:
+    def __init__(
+        self,
+        variables: Mapping[str, Any],
+        service_manager: str = "",
+        types: Mapping[str, str] | None = None,
+    ) -> None:
         self.variables = variables
         self.service_manager = service_manager
+        # name -> the argument specs' type (str, int, path, ...), where known.
+        self.types = types or {}
 
     def __getitem__(self, name: str) -> Any:
         return self.variables[name]
@@ -210,6 +219,46 @@ def _entries(v: Inventory, name: str) -> Iterator[tuple[str, dict]]:
     """The mappings of a list variable, with their names (``name[i]``)."""
     for index, entry in enumerate(v[name] or []):
         yield f"{name}[{index}]", entry if isinstance(entry, dict) else {"": entry}
+
+
+# --- every role: paths, versions, names ---------------------------------------------
+
+
+@rule
+def paths_versions_names(v: Inventory) -> Iterator[SettingsError]:
+    for name, kind in v.types.items():
+        value = v.get(name)
+        # The argument specs' type path: where the roles create or read files.
+        if kind == "path" and value not in (None, "") and not str(value).startswith("/"):
+            yield SettingsError(name, f"must be an absolute path, starting with /, not {value!r}")
+    for name in sorted(v.variables):
+        value = v[name]
+        if name.endswith("_version") and not VERSION_PATTERN.match(str(value)):
+            yield SettingsError(
+                name, f"is {value!r}; give a release number such as 5.5.4 (it is pinned as ==)"
+            )
+    for name in ("proxy_user", "tls_private_key_group", "users_admin_group"):
+        value = v.get(name)
+        if not isinstance(value, str) or not SYSTEM_NAME_PATTERN.match(value):
+            yield SettingsError(
+                name,
+                f"{value!r} is not a user or group name: lowercase letters, digits, '_', '-', "
+                "at most 32, starting with a letter or '_'",
+            )
+    program = v.get("jupyterhub_proxy_program")
+    if not isinstance(program, str) or not PROGRAM_NAME_PATTERN.match(program):
+        yield SettingsError(
+            "jupyterhub_proxy_program",
+            f"{program!r} is not a supervisor program name: letters, digits, '_', '.', '-'",
+        )
+    for index, requirement in enumerate(v.get("jupyterhub_extra_packages") or []):
+        if not isinstance(requirement, str) or not PIP_REQUIREMENT_PATTERN.match(requirement):
+            yield SettingsError(
+                f"jupyterhub_extra_packages[{index}]",
+                f"{requirement!r} is not a pip requirement such as jupyter-resource-usage==1.1.1",
+            )
+    for index, address in enumerate(v.get("tls_letsencrypt_host_addresses") or []):
+        yield from _check(p.ip_address, address, f"tls_letsencrypt_host_addresses[{index}]")
 
 
 # --- supervisor ----------------------------------------------------------------------
@@ -306,13 +355,12 @@ def tls(v: Inventory) -> Iterator[SettingsError]:
                 f"{domain!r} is not a DNS name such as hub.example.org (no scheme, port or path)",
             )
     for index, address in enumerate(v["tls_self_signed_ip_addresses"] or []):
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            yield SettingsError(
-                f"tls_self_signed_ip_addresses[{index}]",
-                f"{address!r} is not an IP address (host names go in tls_domains)",
-            )
+        yield from _check(
+            p.ip_address,
+            address,
+            f"tls_self_signed_ip_addresses[{index}]",
+            "host names go in tls_domains",
+        )
     valid, renew = v["tls_self_signed_valid_days"], v["tls_self_signed_renew_days"]
     yield from _check(p.at_least_one, valid, "tls_self_signed_valid_days", "days")
     yield from _check(p.at_least_one, renew, "tls_self_signed_renew_days", "days")
@@ -403,15 +451,10 @@ def proxy_addresses(v: Inventory) -> Iterator[SettingsError]:
             f"is {v['proxy_api_ip']!r}; whoever reaches the proxy's API can send any user's "
             "traffic anywhere, so keep it on 127.0.0.1 (or ::1)",
         )
-    public_ip = v["proxy_public_ip"]
-    if public_ip:
-        try:
-            ipaddress.ip_address(public_ip)
-        except ValueError:
-            yield SettingsError(
-                "proxy_public_ip",
-                f"is {public_ip!r}; give an IP address of this host, or '' for all of them",
-            )
+    if v["proxy_public_ip"]:
+        yield from _check(
+            p.ip_address, v["proxy_public_ip"], "proxy_public_ip", "or '' for all of this host's"
+        )
     ports: dict[str, int] = {}
     target = v["proxy_default_target"]
     problems = list(_check(p.url, target, "proxy_default_target", ("http",), allow_path=False))
@@ -687,6 +730,7 @@ def check_inventory(
     settings: Mapping[str, Any] | None = None,
     *,
     service_manager: str = "",
+    types: Mapping[str, str] | None = None,
 ) -> list[SettingsError]:
     """Every problem of an inventory, one per variable, in the order found.
 
@@ -696,13 +740,15 @@ def check_inventory(
             None to skip the settings rules.
         service_manager: The host's service manager (Ansible's
             ``ansible_facts.service_mgr``), for the rules that depend on it.
+        types: Each variable's type in the roles' argument specs (``path``
+            variables must be absolute).
 
     Returns:
         The problems, each a :class:`SettingsError` whose ``setting`` is the
         inventory variable (``name[index].key`` inside lists); empty when the
         inventory is usable.
     """
-    inventory = Inventory(variables, service_manager)
+    inventory = Inventory(variables, service_manager, types)
     problems: list[SettingsError] = []
     for check in RULES:
         try:

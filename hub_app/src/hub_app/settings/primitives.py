@@ -190,6 +190,16 @@ def url_port(text: str) -> int:
     return parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
 
 
+def ip_address(value: Any, path: str, hint: str = "") -> str:
+    """An IPv4 or IPv6 address (``hint``: what to do instead, for the message)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SettingsError(
+            path, f"{value!r} is not an IP address" + (f" ({hint})" if hint else "")
+        ) from None
+
+
 def host_name(value: Any, path: str) -> str:
     """A DNS name or an IP address: no scheme, no port, no path."""
     text = string(value, path)
