@@ -190,12 +190,6 @@ BAD: dict[str, Case] = {
     "hsts negative": case(
         {"proxy_hsts_max_age": -5}, blames="proxy_hsts_max_age", says="0 to send no HSTS"
     ),
-    "hub bind elsewhere": case(
-        {"jupyterhub_hub_bind_url": "http://127.0.0.1:9000"},
-        {"hub.bind_url": "http://127.0.0.1:9000"},
-        blames="jupyterhub_hub_bind_url",
-        says="proxy_default_target",
-    ),
     "proxy api url elsewhere": case(
         {"jupyterhub_proxy_api_url": "http://127.0.0.1:9001"},
         blames="jupyterhub_proxy_api_url",
@@ -796,6 +790,12 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         DOCKER_SETTINGS,
     ),
     "homes readable by the group": ({"users_home_mode": "0750"}, {}),
+    # The hub registers its own route in the proxy; proxy_default_target is
+    # only where requests go while that route is missing.
+    "hub on a port of its own": (
+        {"jupyterhub_hub_bind_url": "http://127.0.0.1:8090"},
+        {"hub.bind_url": "http://127.0.0.1:8090"},
+    ),
     "ipv6 api": ({"proxy_api_ip": "::1", "jupyterhub_proxy_api_url": "http://[::1]:8001"}, {}),
 }
 

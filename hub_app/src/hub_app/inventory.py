@@ -496,23 +496,6 @@ def hub_addresses(v: Inventory) -> Iterator[SettingsError]:
             f"is {public_url!r}, plain HTTP; use https://, or set tls_allow_plain_http: true "
             "if a proxy in front of the hub terminates TLS",
         )
-    # The proxy sends every request without a route (logins, the hub's pages) to
-    # proxy_default_target: the hub must listen exactly there.
-    bind_url, target = v["jupyterhub_hub_bind_url"], v["proxy_default_target"]
-    urls_usable = not [
-        problem
-        for text in (bind_url, target)
-        for problem in _check(p.url, text, "", ("http",), allow_path=False)
-    ]
-    if urls_usable:
-        bind, default = urlsplit(bind_url), urlsplit(target)
-        with_ports = (bind.hostname, p.url_port(bind_url)), (default.hostname, p.url_port(target))
-        if with_ports[0] != with_ports[1]:
-            yield SettingsError(
-                "jupyterhub_hub_bind_url",
-                f"is {bind_url}, but the proxy sends requests for the hub to "
-                f"proxy_default_target ({target}); make them the same address",
-            )
     api_url = v["jupyterhub_proxy_api_url"]
     if isinstance(api_url, str) and api_url.startswith("http://"):
         api = urlsplit(api_url)

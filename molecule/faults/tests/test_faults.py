@@ -464,9 +464,8 @@ def test_a_bad_inventory_is_refused_before_anything_changes(host, session, case,
     assert counts["changed"] == 0, output[-3000:]
     assert spec["expect"] in output, output[-3000:]
     assert host_state(host) == before, "the refused deploy changed the host"
-    messages = re.findall(r'"msg":\s*"([^"]*)"', result.stdout) or re.findall(
-        r"msg: (.*)", result.stdout
-    )
+    # ansible-core prints the failed task's message on one line of its own.
+    messages = re.findall(r"^\[ERROR\]: Task failed: (?:Action failed: )?(.*)$", output, re.M)
     record(
         capsys, host, f"bad inventory {case.stem}", {"vars": spec["vars"], "message": messages[-1:]}
     )
