@@ -190,6 +190,12 @@ BAD: dict[str, Case] = {
     "hsts negative": case(
         {"proxy_hsts_max_age": -5}, blames="proxy_hsts_max_age", says="0 to send no HSTS"
     ),
+    "proxy api url bad port": case(
+        {"jupyterhub_proxy_api_url": "http://127.0.0.1:99999"},
+        {"proxy.api_url": "http://127.0.0.1:99999"},
+        blames="jupyterhub_proxy_api_url",
+        says="invalid port",
+    ),
     "proxy api url elsewhere": case(
         {"jupyterhub_proxy_api_url": "http://127.0.0.1:9001"},
         blames="jupyterhub_proxy_api_url",

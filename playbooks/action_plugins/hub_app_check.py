@@ -67,8 +67,7 @@ class ActionModule(ActionBase):
         settings_variable = self._task.args.get("settings_variable")
 
         types = {name: kind for role in roles for name, kind in _role_variables(role).items()}
-        names = list(types)
-        raw = {name: task_vars[name] for name in names if name in task_vars}
+        raw = {name: task_vars[name] for name in types if name in task_vars}
         try:
             variables = _plain(self._templar.template(raw))
         except AnsibleError as e:

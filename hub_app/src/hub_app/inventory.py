@@ -26,7 +26,6 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from .passwords import hash_password
 from .settings import parse_settings
@@ -110,7 +109,8 @@ _KIND_VARIABLES: Mapping[tuple[str, str], str] = {
     ("spawner.options_form.git_python", "docker"): "jupyterhub_spawner_docker_git_python",
 }
 _SETTING_NAME = re.compile(r"\b(?:[a-z_]+\.)*[a-z_]+\b")
-ACCOUNT_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Login, user and group names as useradd and groupadd accept them portably.
+SYSTEM_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 RESERVED_ACCOUNTS = ("root", "daemon", "bin", "sys", "nobody", "jupyterhub-proxy")
 CRYPT_HASH_PATTERN = re.compile(r"^\$(y|gy|7|6|5|2b)\$")
 CA_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -127,14 +127,8 @@ R_PACKAGE_PATTERN = re.compile(r"^r-cran-[a-z0-9.-]+$")
 IPYKERNEL_PATTERN = re.compile(r"^ipykernel([=<>!~ ]|$)")
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+)?$")
-SYSTEM_NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PROGRAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OAUTH_KINDS = ("github", "oidc")
-ALLOW_RULE_VARIABLES = {
-    "github": "jupyterhub_github_allowed_organizations",
-    "oidc": "jupyterhub_oidc_allowed_groups",
-    "ldap": "jupyterhub_ldap_allowed_groups",
-}
 
 
 def variable_for_setting(setting: str, settings: Mapping[str, Any] | None = None) -> str:
@@ -299,7 +293,7 @@ def user_accounts(v: Inventory) -> Iterator[SettingsError]:
     seen: set[str] = set()
     for name, account in _entries(v, "users_accounts"):
         login = account.get("name")
-        if not isinstance(login, str) or not ACCOUNT_NAME_PATTERN.match(login):
+        if not isinstance(login, str) or not SYSTEM_NAME_PATTERN.match(login):
             yield SettingsError(
                 f"{name}.name",
                 f"{login!r} is not a login name: use lowercase letters, digits, '_' or '-' "
@@ -496,19 +490,17 @@ def hub_addresses(v: Inventory) -> Iterator[SettingsError]:
             f"is {public_url!r}, plain HTTP; use https://, or set tls_allow_plain_http: true "
             "if a proxy in front of the hub terminates TLS",
         )
+    # A malformed URL is the settings rule's to name (proxy.api_url).
     api_url = v["jupyterhub_proxy_api_url"]
-    if isinstance(api_url, str) and api_url.startswith("http://"):
-        api = urlsplit(api_url)
-        try:
-            api_port = api.port
-        except ValueError:
-            api_port = None
-        if (api.hostname, api_port) != (str(v["proxy_api_ip"]).strip("[]"), v["proxy_api_port"]):
-            yield SettingsError(
-                "jupyterhub_proxy_api_url",
-                f"is {api_url}, but the proxy's API listens on proxy_api_ip:proxy_api_port "
-                f"({v['proxy_api_ip']}:{v['proxy_api_port']}); leave it unset to follow them",
-            )
+    listens = str(v["proxy_api_ip"]).strip("[]"), v["proxy_api_port"]
+    if not list(_check(p.url, api_url, "", ("http",), allow_path=False)) and (
+        p.url_address(api_url) != listens
+    ):
+        yield SettingsError(
+            "jupyterhub_proxy_api_url",
+            f"is {api_url}, but the proxy's API listens on proxy_api_ip:proxy_api_port "
+            f"({v['proxy_api_ip']}:{v['proxy_api_port']}); leave it unset to follow them",
+        )
 
 
 # --- kernels -------------------------------------------------------------------------
@@ -616,8 +608,9 @@ def hub_login(v: Inventory) -> Iterator[SettingsError]:
         ):
             yield SettingsError(
                 "jupyterhub_ldap_search_bind_password",
-                "is missing or shorter than 8 characters, and jupyterhub_ldap_search_bind_dn is "
-                "set; put it in vault.yml as vault_jupyterhub_ldap_search_bind_password",
+                f"is missing or shorter than {p.TOKEN_MIN_LENGTH} characters, and "
+                "jupyterhub_ldap_search_bind_dn is set; put it in vault.yml as "
+                "vault_jupyterhub_ldap_search_bind_password",
             )
         port = v["jupyterhub_ldap_server_port"]
         if port != 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import primitives as p
 from .authenticator import AuthenticatorSettings
@@ -64,8 +63,7 @@ def parse_hub(data: Any) -> HubSettings:
 def parse_proxy(data: Any, hub: HubSettings) -> ProxySettings:
     proxy = p.section(data, "proxy", ("api_url", "auth_token_file"))
     api_url = p.url(proxy["api_url"], "proxy.api_url", ("http",), allow_path=False)
-    hub_address = urlsplit(hub.bind_url).hostname, p.url_port(hub.bind_url)
-    if (urlsplit(api_url).hostname, p.url_port(api_url)) == hub_address:
+    if p.url_address(api_url) == p.url_address(hub.bind_url):
         raise SettingsError(
             "proxy.api_url",
             f"is {api_url}, the address the hub itself listens on (hub.bind_url); "

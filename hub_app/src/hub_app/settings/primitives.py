@@ -190,6 +190,11 @@ def url_port(text: str) -> int:
     return parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
 
 
+def url_address(text: str) -> tuple[str | None, int]:
+    """Where a URL already checked by :func:`url` connects: its host and port."""
+    return urlsplit(text).hostname, url_port(text)
+
+
 def ip_address(value: Any, path: str, hint: str = "") -> str:
     """An IPv4 or IPv6 address (``hint``: what to do instead, for the message)."""
     try:
