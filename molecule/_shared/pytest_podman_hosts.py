@@ -13,7 +13,7 @@ Load it with ``-p pytest_podman_hosts`` and this directory on PYTHONPATH
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-PODMAN_CONNECTIONS = {"podman", "containers.podman.podman"}
+PODMAN_CONNECTIONS = {"podman", "containers.podman.podman", "podman_pipelined"}
 
 
 @pytest.hookimpl(trylast=True)
