@@ -44,7 +44,9 @@ def command_output(argv: list[str], **kwargs) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"({argv[0]}: {error})"
-    return (result.stdout or result.stderr).strip()
+    if result.returncode == 0:
+        return result.stdout.strip()  # (warnings on stderr are not the answer)
+    return f"({argv[0]} failed: {result.stderr.strip()})"
 
 
 def machine() -> str:
