@@ -4,7 +4,8 @@ Laid out like production: the hub is configured only through ``apply_settings_fi
 with a settings file, and the proxy is a separate process that the hub does not
 start (``should_start = False``), holding its token in CONFIGPROXY_AUTH_TOKEN.
 The only test-only config is the spawner class, because the test users are not
-system accounts.
+system accounts: JupyterHub's SimpleLocalProcessSpawner, starting in turn through
+hub_app's start queue (one server at a time here) like the bundle's spawners.
 
 configurable-http-proxy is installed with npm into a cache folder on first use
 (``HUB_APP_CHP_PREFIX`` overrides where); without npm these tests are skipped.
@@ -159,6 +160,9 @@ def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
         default_url="/api",
         start_timeout=60,
         http_timeout=30,
+        # One server starts at a time: a second start waits its turn.
+        start_slots=1,
+        queue_timeout=60,
     )
     settings_path = write_private(root / "hub_app.json", json.dumps(settings, indent=2))
     config_path = root / "jupyterhub_config.py"
@@ -167,7 +171,12 @@ def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
         "from hub_app.settings import apply_settings_file\n"
         f"apply_settings_file(c, {str(settings_path)!r})\n"
         "# Test only: the test users are not system accounts.\n"
-        "c.JupyterHub.spawner_class = 'simple'\n"
+        "from jupyterhub.spawner import SimpleLocalProcessSpawner\n"
+        "from hub_app.spawners import StartQueueMixin\n"
+        "class QueuedSimpleSpawner(StartQueueMixin, SimpleLocalProcessSpawner):\n"
+        "    async def start(self):\n"
+        "        return await self.in_turn(super().start)\n"
+        "c.JupyterHub.spawner_class = QueuedSimpleSpawner\n"
         f"c.SimpleLocalProcessSpawner.home_dir_template = {home_template!r}\n"
     )
 
@@ -275,6 +284,32 @@ def test_server_lifecycle(hub_app, live_hub):
     assert (code, out) == (0, "alice: stopped\n"), err
     assert _table(hub_app("users", "list")[1])["alice"][2] == "stopped"
     assert "/user/alice/" not in json.loads(hub_app("proxy", "routes", "--json")[1])
+
+
+def test_a_second_start_waits_its_turn_and_says_so(hub_app, live_hub):
+    """One start slot: alice's start waits while hubadmin's runs, and her progress says so."""
+    try:
+        code, out, err = hub_app("server", "start", "hubadmin")
+        # The hub answers at once (slow_spawn_timeout 0); the start goes on.
+        assert (code, out) == (0, "hubadmin: pending\n"), err
+        code, out, err = hub_app(
+            "server", "start", "alice", "--wait", "--progress", "--timeout", "60"
+        )
+        assert code == 0, f"{err}\n{live_hub.log_tail()}"
+        lines = out.splitlines()
+        assert lines[-1] == "alice: ready"
+        waiting = [line for line in lines if line.startswith("alice: Waiting your turn to start")]
+        assert waiting, out
+        assert "0 ahead of you in the queue, 1 starting now (1 at a time)" in waiting[0]
+        assert "alice: Starting your server" in lines
+        assert lines.index(waiting[0]) < lines.index("alice: Starting your server")
+        code, out, err = hub_app("server", "start", "hubadmin", "--wait", "--timeout", "60")
+        assert code == 0, err
+        rows = _table(hub_app("users", "list")[1])
+        assert rows["alice"][2] == rows["hubadmin"][2] == "ready"
+    finally:
+        hub_app("server", "stop", "alice", "--wait")
+        hub_app("server", "stop", "hubadmin", "--wait")
 
 
 def test_proxy_sync_puts_back_a_lost_route(hub_app, live_hub):

@@ -292,7 +292,10 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert c.Spawner.cmd == ["/opt/jupyterhub/venv/bin/jupyterhub-singleuser"]
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.notebook_dir == "~"
-    assert c.Spawner.start_timeout == 120
+    # JupyterHub's start timeout covers the queue (600 s by default), the start
+    # in turn (start_timeout) and the wait until the server answers (http_timeout).
+    assert c.StartQueueMixin.turn_timeout == 120
+    assert c.Spawner.start_timeout == 600 + 120 + 60
     assert c.Spawner.poll_interval == 30
     assert c.Spawner.http_timeout == 60
     assert c.Spawner.environment == {"JUPYTER_PREFER_ENV_PATH": "0"}

@@ -47,6 +47,15 @@ BAD = {
         "spawner.concurrent_spawn_limit",
         "0 for no limit",
     ),
+    "start-slots-negative": (
+        _with(start_slots=-2),
+        "spawner.start_slots",
+        "0 for twice the hub host's cores",
+    ),
+    "queue-timeout-zero": (_with(queue_timeout=0), "spawner.queue_timeout", "at least 1"),
+    "nice-too-high": (_with(nice=20), "spawner.nice", "to 19 \\(the lowest\\), not 20"),
+    "nice-negative": (_with(nice=-5), "spawner.nice", "from 0"),
+    "nice-a-word": (_with(nice="low"), "spawner.nice", "not 'low'"),
     "server-limit": (
         _with(active_server_limit=True),
         "spawner.active_server_limit",
@@ -144,7 +153,8 @@ def test_the_docker_spawner_hands_containers_the_host_s_ca_bundle(settings_data)
 
 @pytest.mark.parametrize(
     ("limits", "concurrent", "active"),
-    [({}, 100, 0), ({"concurrent_spawn_limit": 5, "active_server_limit": 40}, 5, 40)],
+    # No limit on pending spawns by default: the start queue paces them.
+    [({}, 0, 0), ({"concurrent_spawn_limit": 5, "active_server_limit": 40}, 5, 40)],
 )
 def test_the_spawn_limits_reach_jupyterhub(settings_data, limits, concurrent, active):
     settings_data["spawner"].update(limits)
@@ -152,6 +162,26 @@ def test_the_spawn_limits_reach_jupyterhub(settings_data, limits, concurrent, ac
     apply_settings(c, parse_settings(settings_data))
     assert c.JupyterHub.concurrent_spawn_limit == concurrent
     assert c.JupyterHub.active_server_limit == active
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [
+        ({}, (0, 600, 10)),
+        ({"start_slots": 4, "queue_timeout": 300, "nice": 0}, (4, 300, 0)),
+    ],
+)
+def test_the_start_queue_settings_reach_the_spawners(settings_data, queue, expected):
+    settings_data["spawner"].update(queue)
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    slots, queue_timeout, nice = expected
+    assert c.StartQueueMixin.start_slots == slots
+    assert c.StartQueueMixin.queue_timeout == queue_timeout
+    assert c.StartQueueMixin.nice == nice
+    assert c.Spawner.start_timeout == queue_timeout + 120 + 60
+    # Start requests answer at once; the spawn page shows the place in the queue.
+    assert c.JupyterHub.tornado_settings == {"slow_spawn_timeout": 0}
 
 
 def test_without_kind_the_spawner_is_local(settings_data):

@@ -83,3 +83,32 @@ def test_a_reused_pid_is_not_taken_for_the_server():
     )
     other = "nobody" if me != "nobody" else "root"
     assert not _is_server_process(os.getpid(), other, this_program)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming a user (the preexec function) needs root")
+def test_local_servers_start_at_the_configured_niceness():
+    """The hub keeps the CPU first while a class starts: servers run niced."""
+    import subprocess
+
+    spawner = LoggingLocalProcessSpawner(nice=7)
+    before = os.nice(0)
+    niceness = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.nice(0))"],
+        preexec_fn=spawner.make_preexec_fn(ME),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert int(niceness) == before + 7
+    assert os.nice(0) == before  # the hub's own priority is untouched
+
+
+def test_systemd_units_carry_the_niceness():
+    from types import SimpleNamespace
+
+    from hub_app.spawners import HubSystemdSpawner
+
+    # systemdspawner names the unit after the user when it is made.
+    user = SimpleNamespace(name=ME, id=1)
+    assert HubSystemdSpawner(nice=7, user=user).unit_extra_properties == {"Nice": "7"}
+    assert HubSystemdSpawner(nice=0, user=user).unit_extra_properties == {}

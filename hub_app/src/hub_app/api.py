@@ -187,6 +187,37 @@ class HubClient:
         """
         return self.request("DELETE", f"/users/{_quote(name)}/server").status_code
 
+    def iter_progress(self, name: str, timeout: float) -> Iterator[dict[str, Any]]:
+        """The spawn page's progress events of a user's pending default server.
+
+        Reads ``GET /users/{name}/server/progress`` (an event stream) until the
+        hub closes it: after an event with ``ready`` or ``failed``, or at once
+        when no spawn is pending.
+
+        Args:
+            name: The username.
+            timeout: Seconds to wait for each next event.
+
+        Yields:
+            Each event, like ``{"progress": 10, "message": "..."}``.
+        """
+        response = self.request(
+            "GET",
+            f"/users/{_quote(name)}/server/progress",
+            stream=True,
+            timeout=(self.timeout, timeout),
+            headers={"Accept": "text/event-stream"},
+        )
+        with response:
+            try:
+                for line in response.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data:"):
+                        yield json.loads(line[len("data:") :])
+            except requests.RequestException as e:
+                raise HubConnectionError(
+                    f"the progress of {name}'s server stopped coming: {_root_cause(e)}"
+                ) from None
+
     def wait_for_server(
         self, name: str, want: str, timeout: float, interval: float = 0.5
     ) -> dict[str, Any]:

@@ -136,6 +136,11 @@ def cmd_server_start(args: argparse.Namespace) -> int:
             print(f"{args.user}: already ready")
             return EXIT_OK
         status = client.start_server(args.user)
+        if args.wait and args.progress and status != 201:
+            # What the spawn page shows: the place in the start queue, then the start.
+            for event in client.iter_progress(args.user, args.timeout):
+                if event.get("message"):
+                    print(f"{args.user}: {event['message']}", flush=True)
         if args.wait:
             client.wait_for_server(args.user, "ready", args.timeout)
             print(f"{args.user}: ready")
@@ -354,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"seconds --wait waits (default: {default_timeout:g})",
         )
         action.set_defaults(func=func)
+    start.add_argument(
+        "--progress",
+        action="store_true",
+        help="with --wait, print the spawn page's progress messages as they come",
+    )
 
     proxy = commands.add_parser("proxy", help="inspect or repair the proxy").add_subparsers(
         required=True, metavar="ACTION"

@@ -10,7 +10,9 @@ Three kinds, chosen by the settings' ``spawner.kind``:
 
 Each carries :class:`OptionsFormMixin`: the spawn page's options form
 (:mod:`hub_app.options_form`), checked on the hub side, whether the options come
-from the form or the REST API.
+from the form or the REST API; and :class:`StartQueueMixin`: servers start a few
+at a time (:mod:`hub_app.start_queue`), each user's spawn page says where they
+stand, and users' servers run at a lower CPU priority than the hub and the proxy.
 
 LocalProcessSpawner hands each server the hub's own stdout and stderr. Under a
 process supervisor those are a pipe that the supervisor closes when the hub exits,
@@ -27,25 +29,30 @@ import os
 import pwd
 import shlex
 import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port
+from jupyterhub.utils import random_port, url_path_join
 from systemdspawner import SystemdSpawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .options_form import FormError, FormSettings, check_user_options, parse_form, render_form
 from .options_form import repo_name as _repo_name
+from .start_queue import StartQueue, Ticket, default_slots
 
 __all__ = [
     "HubDockerSpawner",
     "HubSystemdSpawner",
     "LoggingLocalProcessSpawner",
     "OptionsFormMixin",
+    "StartQueueMixin",
     "open_server_log",
 ]
 
@@ -242,6 +249,185 @@ class OptionsFormMixin(LoggingConfigurable):
             raise RuntimeError(f"cloning {self.git_url} failed: {' / '.join(tail)}")
 
 
+# One start queue per hub process, shared by every spawner (they share one
+# configuration), keyed by its number of slots.
+_START_QUEUES: dict[int, StartQueue] = {}
+_Started = TypeVar("_Started")
+
+
+def start_queue(slots: int) -> StartQueue:
+    """The hub's queue with ``slots`` slots (0: :func:`hub_app.start_queue.default_slots`)."""
+    slots = slots or default_slots()
+    if slots not in _START_QUEUES:
+        _START_QUEUES[slots] = StartQueue(slots)
+    return _START_QUEUES[slots]
+
+
+class StartQueueMixin(LoggingConfigurable):
+    """Servers start a few at a time; each waits its turn and says so on the spawn page.
+
+    A spawner's ``start`` runs its work in :meth:`in_turn`: wait for a slot of the
+    hub's :class:`~hub_app.start_queue.StartQueue` (at most ``queue_timeout``
+    seconds), start (at most ``turn_timeout``), then wait until the server answers
+    (at most ``http_timeout``) before the slot goes to the next user, so the slot
+    covers the start's whole CPU-heavy part. JupyterHub's own ``start_timeout``
+    must cover all three: :func:`hub_app.settings.spawner.apply_spawner` sets it
+    to their sum. :meth:`progress` reports the place in the queue, then the start.
+    """
+
+    start_slots = Integer(
+        0,
+        help="Servers that start at once; 0: twice the hub host's cores.",
+    ).tag(config=True)
+    queue_timeout = Integer(
+        600,
+        help="Seconds a server may wait for its turn to start before the spawn fails.",
+    ).tag(config=True)
+    turn_timeout = Integer(
+        120,
+        help="Seconds a server may take to start once its turn has come (a cloned "
+        "repository included), not counting the wait until it answers (http_timeout).",
+    ).tag(config=True)
+    nice = Integer(
+        10,
+        min=0,
+        max=19,
+        help="Niceness of users' servers and their kernels (local and systemd kinds): "
+        "the hub and the proxy keep the CPU first while a class starts at once.",
+    ).tag(config=True)
+
+    # The current start: its ticket, its phase ("queued", "starting", "answering";
+    # "" when no start runs) and the messages of its phases, for progress().
+    _start_ticket: Ticket | None = None
+    _start_phase = ""
+    _start_events: list[dict[str, Any]] = []  # noqa: RUF012 -- replaced, never mutated, here
+
+    async def in_turn(self, start: Callable[[], Awaitable[_Started]]) -> _Started:
+        """Run ``start`` (the spawner's own start) when this server's turn comes.
+
+        Raises:
+            tornado.web.HTTPError: 503, with a message for the spawn page, when the
+                turn did not come within ``queue_timeout`` (and how many were still
+                ahead), the start overran ``turn_timeout`` or the server did not
+                answer within ``http_timeout``.
+            RuntimeError: If the server exited before it answered.
+        """
+        queue = start_queue(self.start_slots)
+        ticket = self._start_ticket = queue.join()
+        self._start_events = []
+        self._enter_phase("queued")
+        waited_since = time.monotonic()
+        try:
+            try:
+                await asyncio.wait_for(queue.wait_for_turn(ticket), self.queue_timeout)
+            except TimeoutError:
+                raise web.HTTPError(
+                    503,
+                    f"Your server waited {self.queue_timeout} s for its turn to start, "
+                    f"with {queue.ahead_of(ticket)} still ahead of it "
+                    f"({queue.slots} start at a time). Try again in a few minutes.",
+                ) from None
+            waited = time.monotonic() - waited_since
+            if waited >= 1:
+                self.log.info(
+                    "%s's server waited %.1f s for its turn to start", self._log_name, waited
+                )
+            self._enter_phase("starting", "Starting your server", 40)
+            try:
+                started = await asyncio.wait_for(start(), self.turn_timeout)
+            except TimeoutError:
+                raise web.HTTPError(
+                    503,
+                    f"Your server did not start within {self.turn_timeout} s of its turn. "
+                    "Try again; if it fails again, tell the hub's operators.",
+                ) from None
+            self._enter_phase("answering", "Your server is loading", 70)
+            try:
+                await self.wait_until_answering(started)
+            except TimeoutError:
+                raise web.HTTPError(
+                    503,
+                    f"Your server started but did not answer within {self.http_timeout} s. "
+                    "Try again; if it fails again, tell the hub's operators.",
+                ) from None
+            return started
+        finally:
+            self._enter_phase("")
+            self._start_ticket = None
+            queue.leave(ticket)
+
+    async def wait_until_answering(self, started: Any) -> None:
+        """Wait until the server at ``started`` (a URL or ``(ip, port)``) answers its API.
+
+        The same request as JupyterHub's own check after ``start``, which then
+        passes at once; a server that exits meanwhile fails the spawn at once.
+
+        Raises:
+            RuntimeError: If the server exited before it answered.
+            TimeoutError: If it did not answer within ``http_timeout``.
+        """
+        if self.server is None or self.internal_ssl or not started:
+            return  # JupyterHub's own check (with its certificates) does it
+        if isinstance(started, str):
+            base = started
+        else:
+            ip, port = started
+            base = f"http://[{ip}]:{int(port)}" if ":" in ip else f"http://{ip}:{int(port)}"
+        url = url_path_join(base, self.server.base_url, "api")
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        pause = 0.1
+        while True:
+            try:
+                await client.fetch(url, follow_redirects=False, request_timeout=5)
+                return
+            except HTTPClientError as error:
+                if error.code < 500:
+                    return  # it answers (a redirect or 403 is an answer)
+            except OSError:
+                pass  # not listening yet
+            status = await self.poll()
+            if status is not None:
+                raise RuntimeError(f"the server exited (status {status}) before it answered")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{url} did not answer within {self.http_timeout} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Where this spawn stands, for the spawn page: its place in the queue, then the start."""
+        events: list[dict[str, Any]] | None = None
+        seen = 0
+        last_place: tuple[int, int] | None = None
+        while True:
+            if self._start_phase and self._start_events is not events:
+                events, seen, last_place = self._start_events, 0, None  # this spawn's
+            if events is not None:
+                for event in events[seen:]:
+                    yield event
+                seen = len(events)
+                ticket = self._start_ticket
+                if self._start_phase == "queued" and ticket is not None:
+                    queue = start_queue(self.start_slots)
+                    place = (queue.ahead_of(ticket), queue.starting)
+                    if place != last_place:
+                        yield {
+                            "progress": 10,
+                            "message": f"Waiting your turn to start: {place[0]} ahead of you "
+                            f"in the queue, {place[1]} starting now ({queue.slots} at a time)",
+                        }
+                    last_place = place
+                if not self._start_phase and self._start_events is events:
+                    return  # started (or failed): JupyterHub reports the rest
+            await asyncio.sleep(0.25)
+
+    def _enter_phase(self, phase: str, message: str = "", progress: int = 0) -> None:
+        """Record where the start stands; :meth:`progress` relays the message."""
+        self._start_phase = phase
+        if message:
+            self._start_events.append({"progress": progress, "message": message})
+
+
 def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
     """Whether ``pid`` runs as ``username`` with the server command's program in it.
 
@@ -265,7 +451,7 @@ def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
     )
 
 
-class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
+class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcessSpawner):
     """LocalProcessSpawner whose servers log to a file each, not to the hub's output."""
 
     log_dir = Unicode(
@@ -287,11 +473,26 @@ class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
         return value
 
     async def start(self):
-        """Start the server with its output going to its own log file.
+        """In its turn, start the server with its output going to its own log file.
 
         Returns:
             The ``(ip, port)`` the server listens on, as LocalProcessSpawner.start.
         """
+        return await self.in_turn(self._start_logging)
+
+    def make_preexec_fn(self, name):
+        """Lower the server's CPU priority (``nice``), then become the user."""
+        become_user = super().make_preexec_fn(name)
+        nice = self.nice
+
+        def preexec():
+            if nice:
+                os.nice(nice)
+            become_user()
+
+        return preexec
+
+    async def _start_logging(self):
         await self.prepare_repository()
         log = open_server_log(self.log_dir, self.user.name)
         previous = self.popen_kwargs
@@ -325,18 +526,25 @@ class LoggingLocalProcessSpawner(OptionsFormMixin, LocalProcessSpawner):
         return await super().poll()
 
 
-class HubSystemdSpawner(OptionsFormMixin, SystemdSpawner):
+class HubSystemdSpawner(StartQueueMixin, OptionsFormMixin, SystemdSpawner):
     """systemdspawner (a transient unit per server, with ``mem_limit``/``cpu_limit``)
     plus the options form. Servers log to the journal (``journalctl -u jupyter-<user>-singleuser``).
     """
 
+    @default("unit_extra_properties")
+    def _default_unit_extra_properties(self):
+        return {"Nice": str(self.nice)} if self.nice else {}
+
     async def start(self):
-        """Clone the chosen repository, then start the unit as systemdspawner does."""
+        """In its turn, clone the chosen repository, then start the unit as systemdspawner does."""
+        return await self.in_turn(self._start_unit)
+
+    async def _start_unit(self):
         await self.prepare_repository()
         return await super().start()
 
 
-class HubDockerSpawner(OptionsFormMixin, DockerSpawner):
+class HubDockerSpawner(StartQueueMixin, OptionsFormMixin, DockerSpawner):
     """dockerspawner plus the options form, for a Docker API on the hub host.
 
     Containers use the host's network (``network_name = "host"``, nothing to route
@@ -387,7 +595,13 @@ class HubDockerSpawner(OptionsFormMixin, DockerSpawner):
         return 8888
 
     async def start(self):
-        """Pick a free port (host network), start, then clone the repository inside."""
+        """In its turn: pick a free port (host network), start, clone the repository inside.
+
+        Containers have no niceness: ``nice`` does not apply (``cpu_limit`` does).
+        """
+        return await self.in_turn(self._start_container)
+
+    async def _start_container(self):
         if self.network_name == "host":
             self.port = random_port()
         if self.git_url:

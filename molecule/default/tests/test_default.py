@@ -199,3 +199,31 @@ def test_each_home_directory_is_private(host):
     home = host.file(f"/home/{TEST_USER}")
     assert home.user == TEST_USER
     assert home.mode == 0o700
+
+
+def test_a_class_starting_at_once_waits_its_turn_at_a_lower_priority(host):
+    """One start slot here (molecule.yml): hubadmin's server starts while alice's
+    waits, alice's progress (the spawn page's messages) says so, and both servers
+    run niced below the hub and the proxy."""
+    try:
+        # The hub answers a start at once; the start itself goes on.
+        assert hub_app(host, "server", "start", INITIAL_ADMIN) == f"{INITIAL_ADMIN}: pending"
+        out = hub_app(
+            host, "server", "start", TEST_USER, "--wait", "--progress", "--timeout", "180"
+        )
+        lines = out.splitlines()
+        assert lines[-1] == f"{TEST_USER}: ready"
+        waiting = [m for m in lines if m.startswith(f"{TEST_USER}: Waiting your turn to start")]
+        assert waiting, out
+        assert "1 starting now (1 at a time)" in waiting[0]
+        assert lines.index(waiting[0]) < lines.index(f"{TEST_USER}: Starting your server")
+        hub_app(host, "server", "start", INITIAL_ADMIN, "--wait", "--timeout", "180")
+        for user in (TEST_USER, INITIAL_ADMIN):
+            niceness = host.check_output(f"ps -o ni= -p {server_pid(host, user)}")
+            assert int(niceness) == 10, user
+        for program in ("bin/jupyterhub --config", "configurable-http-proxy"):
+            pid = host.check_output(f"pgrep -o -f '{program}'")
+            assert int(host.check_output(f"ps -o ni= -p {pid}")) == 0, program
+    finally:
+        hub_app(host, "server", "stop", TEST_USER, "--wait")
+        hub_app(host, "server", "stop", INITIAL_ADMIN, "--wait")

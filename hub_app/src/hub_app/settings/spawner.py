@@ -72,9 +72,12 @@ class SpawnerSettings:
     kind: str = "local"
     mem_limit: str | None = None
     cpu_limit: float | None = None
-    concurrent_spawn_limit: int = 100
+    concurrent_spawn_limit: int = 0
     active_server_limit: int = 0
     poll_interval: int = 30
+    start_slots: int = 0
+    queue_timeout: int = 600
+    nice: int = 10
     options_form: FormOptions = field(default_factory=FormOptions)
     docker: DockerSettings | None = None
 
@@ -193,6 +196,9 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "concurrent_spawn_limit",
             "active_server_limit",
             "poll_interval",
+            "start_slots",
+            "queue_timeout",
+            "nice",
             "options_form",
             "docker",
         ),
@@ -221,6 +227,12 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
             "the local spawner cannot enforce limits; use kind systemd or docker, or remove it",
         )
+    nice = spawner.get("nice", 10)
+    if type(nice) is not int or not 0 <= nice <= 19:
+        raise SettingsError(
+            "spawner.nice",
+            f"must be a niceness from 0 (the hub's own priority) to 19 (the lowest), not {nice!r}",
+        )
     docker = None
     if kind == "docker":
         if spawner.get("docker") is None:
@@ -239,14 +251,22 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         log_dir=p.absolute_path(spawner["log_dir"], "spawner.log_dir"),
         mem_limit=mem_limit,
         cpu_limit=None if cpu_limit is None else float(cpu_limit),
-        # JupyterHub's own defaults: 100 spawns at once, no limit on running servers.
+        # The start queue (start_slots) paces a burst of spawns; JupyterHub's own
+        # limit would refuse the 101st user of a class instead of queueing them.
         concurrent_spawn_limit=p.count(
-            spawner.get("concurrent_spawn_limit", 100), "spawner.concurrent_spawn_limit"
+            spawner.get("concurrent_spawn_limit", 0), "spawner.concurrent_spawn_limit"
         ),
         active_server_limit=p.count(
             spawner.get("active_server_limit", 0), "spawner.active_server_limit"
         ),
         poll_interval=p.at_least_one(spawner.get("poll_interval", 30), "spawner.poll_interval"),
+        start_slots=p.count(
+            spawner.get("start_slots", 0),
+            "spawner.start_slots",
+            "0 for twice the hub host's cores",
+        ),
+        queue_timeout=p.at_least_one(spawner.get("queue_timeout", 600), "spawner.queue_timeout"),
+        nice=nice,
         options_form=_parse_form(spawner.get("options_form", {})),
         docker=docker,
     )
@@ -261,8 +281,19 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
     c.Spawner.cmd = list(spawner.cmd)
     c.Spawner.default_url = spawner.default_url
     c.Spawner.notebook_dir = spawner.notebook_dir
-    c.Spawner.start_timeout = spawner.start_timeout
+    # Servers start in turn (hub_app.start_queue): start_timeout counts from the
+    # turn, and the server is waited for (http_timeout) before the next one's
+    # turn. JupyterHub's own start timeout covers the whole: queue, start, answer.
+    c.StartQueueMixin.start_slots = spawner.start_slots
+    c.StartQueueMixin.queue_timeout = spawner.queue_timeout
+    c.StartQueueMixin.turn_timeout = spawner.start_timeout
+    c.StartQueueMixin.nice = spawner.nice
+    c.Spawner.start_timeout = spawner.queue_timeout + spawner.start_timeout + spawner.http_timeout
     c.Spawner.http_timeout = spawner.http_timeout
+    # A start request answers at once (202) and the spawn page shows the
+    # progress from the first second: where the server stands in the queue.
+    # (JupyterHub would hold each request up to 10 s first, the page blank.)
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
     # How soon a server that died (killed, out of memory) shows as stopped and
     # loses its route.
     c.Spawner.poll_interval = spawner.poll_interval
