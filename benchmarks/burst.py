@@ -79,7 +79,10 @@ def make_users(names: list[str], admin: HubClient) -> None:
             pwd.getpwnam(name)
             continue
         subprocess.run(["/usr/sbin/useradd", "--create-home", name], check=True)  # noqa: S603
-    admin.request("POST", "/users", json={"usernames": names})
+    known = {user["name"] for user in admin.iter_users()}
+    missing = [name for name in names if name not in known]  # left by an interrupted run
+    if missing:
+        admin.request("POST", "/users", json={"usernames": missing})
 
 
 def remove_users(names: list[str], admin: HubClient) -> None:

@@ -1,10 +1,13 @@
 """The per-server log file that lets servers outlive hub restarts; where docker servers listen."""
 
+import asyncio
 import getpass
 import os
 import pwd
 import stat
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from dockerspawner import DockerSpawner
@@ -83,6 +86,35 @@ def test_a_reused_pid_is_not_taken_for_the_server():
     )
     other = "nobody" if me != "nobody" else "root"
     assert not _is_server_process(os.getpid(), other, this_program)
+
+
+def test_a_server_that_exited_but_is_not_reaped_is_still_the_server():
+    """Its command line is empty until the hub reaps it: no "another process" verdict.
+
+    (Taking it for another process cleared the pid in the middle of a stop, and
+    LocalProcessSpawner then sent SIGTERM to pid 0: the hub's own process group.)
+    """
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert _is_server_process(child.pid, ME, ["/opt/jupyterhub/venv/bin/jupyterhub-singleuser"])
+    finally:
+        child.wait()
+
+
+def test_a_spawner_without_a_pid_signals_nobody():
+    """os.kill(0, sig) would signal the hub's own process group."""
+    spawner = LoggingLocalProcessSpawner()
+    spawner.pid = 0
+    # Signal 0 only checks: unguarded, os.kill(0, 0) succeeds and says "alive".
+    assert asyncio.run(spawner._signal(0)) is False
+    spawner.pid = os.getpid()
+    assert asyncio.run(spawner._signal(0)) is True
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="becoming a user (the preexec function) needs root")

@@ -432,7 +432,8 @@ def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
     """Whether ``pid`` runs as ``username`` with the server command's program in it.
 
     True when that cannot be read (no /proc; a process owned by another user
-    namespace): then LocalProcessSpawner's own check decides.
+    namespace; a process exiting or exited but not yet reaped, whose command
+    line is already empty): then LocalProcessSpawner's own check decides.
     """
     try:
         owner = os.stat(f"/proc/{pid}").st_uid
@@ -441,6 +442,8 @@ def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
         return True  # gone: LocalProcessSpawner.poll says so
     except OSError:
         return True
+    if arguments == [b""]:
+        return True  # exiting, or a zombie: still this server's pid until reaped
     try:
         expected_owner = pwd.getpwnam(username).pw_uid
     except KeyError:
@@ -515,7 +518,13 @@ class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcess
         Returns:
             None while the server runs; an exit status once it has gone.
         """
-        if self.pid and not _is_server_process(self.pid, self.user.name, self.cmd):
+        # A process this hub started is known by its Popen handle: only a pid
+        # recorded by an earlier hub (or before a reboot) can be another process.
+        if (
+            self.proc is None
+            and self.pid
+            and not _is_server_process(self.pid, self.user.name, self.cmd)
+        ):
             self.log.warning(
                 "%s's server (pid %s) is gone; that pid is now another process",
                 self.user.name,
@@ -524,6 +533,19 @@ class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcess
             self.clear_state()
             return 1
         return await super().poll()
+
+    async def _signal(self, sig):
+        """Signal the server's process; never a process group.
+
+        With no pid (state cleared meanwhile) ``os.kill(0, sig)`` would signal
+        the hub's own process group: the hub itself would stop.
+
+        Returns:
+            Whether the process still exists, as LocalProcessSpawner._signal.
+        """
+        if self.pid <= 0:
+            return False
+        return await super()._signal(sig)
 
 
 class HubSystemdSpawner(StartQueueMixin, OptionsFormMixin, SystemdSpawner):
