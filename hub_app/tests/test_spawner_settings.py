@@ -50,7 +50,7 @@ BAD = {
     "start-slots-negative": (
         _with(start_slots=-2),
         "spawner.start_slots",
-        "0 for twice the hub host's cores",
+        "0 for one per core of the hub host",
     ),
     "queue-timeout-zero": (_with(queue_timeout=0), "spawner.queue_timeout", "at least 1"),
     "nice-too-high": (_with(nice=20), "spawner.nice", "to 19 \\(the lowest\\), not 20"),

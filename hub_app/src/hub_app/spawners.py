@@ -277,7 +277,7 @@ class StartQueueMixin(LoggingConfigurable):
 
     start_slots = Integer(
         0,
-        help="Servers that start at once; 0: twice the hub host's cores.",
+        help="Servers that start at once; 0: one per core of the hub host.",
     ).tag(config=True)
     queue_timeout = Integer(
         600,

@@ -22,13 +22,15 @@ from contextlib import asynccontextmanager, suppress
 
 __all__ = ["StartQueue", "Ticket", "default_slots"]
 
-# Servers starting at once per core when the inventory says "auto" (0): a start is
-# mostly one busy core, with some waiting on the disk and on the hub in between.
-SLOTS_PER_CORE = 2
+# Servers starting at once per core when the inventory says "auto" (0). Measured
+# with benchmarks/burst.py (100 servers at once, 2 cores): one per core brought
+# the last server up sooner (158 s against 178 s) and kept the hub's API
+# answering (7 of 8405 polls over 1 s, against 231 of 9236) than two per core.
+SLOTS_PER_CORE = 1
 
 
 def default_slots() -> int:
-    """Servers that start at once when not configured: twice this host's usable cores."""
+    """Servers that start at once when not configured: one per usable core of this host."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

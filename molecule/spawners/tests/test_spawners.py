@@ -206,9 +206,13 @@ def test_the_systemd_unit_carries_the_limits(host):
     if kind(host) != "systemd":
         pytest.skip("systemd platform only")
     unit = f"jupyter-{TEST_USER}-singleuser"
-    shown = host.check_output(f"systemctl show {unit} -p MemoryMax -p CPUQuotaPerSecUSec")
+    shown = host.check_output(f"systemctl show {unit} -p MemoryMax -p CPUQuotaPerSecUSec -p Nice")
     assert "MemoryMax=536870912" in shown
     assert "CPUQuotaPerSecUSec=1s" in shown
+    # Below the hub and the proxy (jupyterhub_spawner_nice, 10 by default).
+    assert "Nice=10" in shown
+    server = host.check_output(f"systemctl show {unit} -p MainPID --value")
+    assert int(host.check_output(f"ps -o ni= -p {server}")) == 10
 
 
 def test_the_server_stops_and_the_user_s_volume_stays(host):

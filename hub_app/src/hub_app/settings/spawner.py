@@ -263,7 +263,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         start_slots=p.count(
             spawner.get("start_slots", 0),
             "spawner.start_slots",
-            "0 for twice the hub host's cores",
+            "0 for one per core of the hub host",
         ),
         queue_timeout=p.at_least_one(spawner.get("queue_timeout", 600), "spawner.queue_timeout"),
         nice=nice,
