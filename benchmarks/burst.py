@@ -48,7 +48,7 @@ from hub_app.settings import load_settings
 from hub_app.start_queue import default_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spawn_latency import free_port, server_env, wait_until_answering
+from spawn_latency import free_port, start_bare, wait_until_answering
 
 # The public URL's certificate (self-signed or not), trusted as it is.
 HUB_CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
@@ -112,23 +112,9 @@ def floor(settings, names: list[str], tokens: dict[str, str], workers: int) -> f
     lock = threading.Lock()
 
     def start_one(name: str) -> None:
-        account = pwd.getpwnam(name)
         port = free_port()
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": account.pw_dir,
-            **server_env(settings, name, tokens[name], port),
-        }
         began = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603 -- our own fixed command
-            [settings.spawner.cmd[0], f"--port={port}", "--ip=127.0.0.1"],
-            env=env,
-            cwd=account.pw_dir,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_bare(settings, name, tokens[name], port)
         with lock:
             processes.append(process)
         wait_until_answering(f"http://127.0.0.1:{port}/user/{name}/api", began, 600)

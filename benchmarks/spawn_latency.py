@@ -80,26 +80,31 @@ def wait_until_answering(url: str, start: float, timeout: float) -> float:
         time.sleep(0.05)
 
 
-def time_bare(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
+def start_bare(settings, user: str, token: str, port: int) -> subprocess.Popen:
+    """``jupyterhub-singleuser`` started by hand as USER on ``port``, as a spawner would."""
     account = pwd.getpwnam(user)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": account.pw_dir,
+        **server_env(settings, user, token, port),
+    }
+    return subprocess.Popen(  # noqa: S603 -- our own fixed command
+        [settings.spawner.cmd[0], f"--port={port}", "--ip=127.0.0.1"],
+        env=env,
+        cwd=account.pw_dir,
+        user=account.pw_uid,
+        group=account.pw_gid,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def time_bare(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
     times = []
     for _ in range(runs):
         port = free_port()
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": account.pw_dir,
-            **server_env(settings, user, token, port),
-        }
         start = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603 -- our own fixed command
-            [settings.spawner.cmd[0], f"--port={port}", "--ip=127.0.0.1"],
-            env=env,
-            cwd=account.pw_dir,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = start_bare(settings, user, token, port)
         try:
             times.append(
                 wait_until_answering(f"http://127.0.0.1:{port}/user/{user}/api", start, timeout)
