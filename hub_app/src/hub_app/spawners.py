@@ -36,7 +36,7 @@ from typing import IO, Any, TypeVar
 
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port, url_path_join
+from jupyterhub.utils import exponential_backoff, random_port, url_path_join
 from systemdspawner import SystemdSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -375,24 +375,29 @@ class StartQueueMixin(LoggingConfigurable):
             base = f"http://[{ip}]:{int(port)}" if ":" in ip else f"http://{ip}:{int(port)}"
         url = url_path_join(base, self.server.base_url, "api")
         client = AsyncHTTPClient()
-        deadline = time.monotonic() + self.http_timeout
-        pause = 0.1
-        while True:
+
+        async def answers() -> bool:
             try:
                 await client.fetch(url, follow_redirects=False, request_timeout=5)
-                return
+                return True
             except HTTPClientError as error:
                 if error.code < 500:
-                    return  # it answers (a redirect or 403 is an answer)
+                    return True  # it answers (a redirect or 403 is an answer)
             except OSError:
                 pass  # not listening yet
             status = await self.poll()
             if status is not None:
                 raise RuntimeError(f"the server exited (status {status}) before it answered")
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{url} did not answer within {self.http_timeout} s")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+            return False
+
+        await exponential_backoff(
+            answers,
+            f"{url} did not answer within {self.http_timeout} s",
+            start_wait=0.1,
+            max_wait=1.0,
+            timeout=self.http_timeout,
+            timeout_tolerance=0,  # the operator's http_timeout, not ±10 %
+        )
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """Where this spawn stands, for the spawn page: its place in the queue, then the start."""
