@@ -30,12 +30,13 @@ def write_private(path: Path, content: str, mode: int = 0o600) -> Path:
 
 @pytest.fixture
 def secrets_dir(tmp_path: Path) -> Path:
-    """A folder with the three secret files a settings file names, all mode 0600."""
+    """A folder with the four secret files a settings file names, all mode 0600."""
     folder = tmp_path / "secrets"
     folder.mkdir()
     write_private(folder / "cookie_secret", secrets.token_hex(32) + "\n")
     write_private(folder / "proxy_auth_token", secrets.token_hex(32) + "\n")
     write_private(folder / "api_client_token", secrets.token_hex(32) + "\n")
+    write_private(folder / "metrics_token", secrets.token_hex(32) + "\n")
     return folder
 
 
@@ -79,6 +80,16 @@ def make_settings(
             "service_name": "hub-app-cli",
             "token_file": str(secrets_dir / "api_client_token"),
         },
+        "idle_culler": {
+            "enabled": True,
+            "timeout": 3600,
+            "max_age": 0,
+            "every": 0,
+            "remove_users": False,
+            "state_file": str(secrets_dir.parent / "idle-culler.json"),
+            "log_file": str(secrets_dir.parent / "idle-culler.log"),
+        },
+        "metrics": {"enabled": True, "token_file": str(secrets_dir / "metrics_token")},
     }
     data.update(overrides)
     return copy.deepcopy(data)

@@ -139,7 +139,7 @@ def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
     root = tmp_path_factory.mktemp("live")
     secrets_dir = root / "secrets"
     secrets_dir.mkdir()
-    for name in ("cookie_secret", "proxy_auth_token", "api_client_token"):
+    for name in ("cookie_secret", "proxy_auth_token", "api_client_token", "metrics_token"):
         write_private(secrets_dir / name, os.urandom(32).hex() + "\n")
     hub_port, proxy_port, proxy_api_port = _free_port(), _free_port(), _free_port()
     singleuser = str(Path(sys.executable).with_name("jupyterhub-singleuser"))
@@ -404,3 +404,32 @@ def test_console_script(live_hub):
     )
     assert result.returncode == 0, result.stderr
     assert {user["name"] for user in json.loads(result.stdout)} == {"alice", "hubadmin"}
+
+
+def test_the_idle_culler_runs_as_the_hubs_service_with_its_own_role(live_hub):
+    """The hub starts hub_app.idle_culler; a run succeeds only if its role's scopes suffice."""
+    root = live_hub.settings_path.parent
+    state = root / "idle-culler.json"
+    deadline = time.monotonic() + 30
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert state.exists(), live_hub.log_tail()
+    record = json.loads(state.read_text())
+    assert record["ok"] is True, record
+    # Every server the test module started is younger than the hour's timeout.
+    assert record["culled"] == []
+    log = (root / "idle-culler.log").read_text()
+    assert "Started: stop servers idle for 01:00:00, check every 00:05:00" in log
+    assert "Run done in" in log
+
+
+def test_metrics_answer_only_the_scrapers_token(live_hub):
+    url = live_hub.api_url.removesuffix("/api") + "/metrics"
+    scraper = (live_hub.settings_path.parent / "secrets" / "metrics_token").read_text().strip()
+    answer = requests.get(url, headers={"Authorization": f"token {scraper}"}, timeout=10)
+    assert answer.status_code == 200
+    assert "jupyterhub_running_servers" in answer.text
+    # The CLI's token has no read:metrics, and neither has an anonymous request.
+    cli_token = {"Authorization": f"token {live_hub.api_token}"}
+    assert requests.get(url, headers=cli_token, timeout=10).status_code == 403
+    assert requests.get(url, timeout=10).status_code == 403

@@ -20,6 +20,7 @@ from hub_app.settings import (
     load_settings,
     parse_settings,
 )
+from hub_app.settings.services import IDLE_CULLER_SCOPES
 
 from .conftest import write_private
 
@@ -180,6 +181,42 @@ BAD_SETTINGS = {
         "api_client.token_file",
         "not a regular file",
     ),
+    "culler-timeout-short": (_set("idle_culler.timeout", 30), "idle_culler.timeout", "at least 60"),
+    "culler-timeout-string": (
+        _set("idle_culler.timeout", "3600"),
+        "idle_culler.timeout",
+        "whole number",
+    ),
+    "culler-every-longer-than-timeout": (
+        _set("idle_culler.every", 7200),
+        "idle_culler.every",
+        "longer than the idle timeout (3600)",
+    ),
+    "culler-max-age-negative": (
+        _set("idle_culler.max_age", -1),
+        "idle_culler.max_age",
+        "0 for no maximum age",
+    ),
+    "culler-remove-users-string": (
+        _set("idle_culler.remove_users", "no"),
+        "idle_culler.remove_users",
+        "true or false",
+    ),
+    "culler-state-relative": (
+        _set("idle_culler.state_file", "idle.json"),
+        "idle_culler.state_file",
+        "absolute path",
+    ),
+    "culler-unknown-key": (
+        _set("idle_culler.timout", 60),
+        "idle_culler.timout",
+        "unknown",
+    ),
+    "metrics-token-missing": (
+        _set("metrics.token_file", "/nonexistent/metrics_token"),
+        "metrics.token_file",
+        "does not exist",
+    ),
 }
 
 
@@ -298,16 +335,25 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert c.Spawner.start_timeout == 600 + 120 + 60
     assert c.Spawner.poll_interval == 30
     assert c.Spawner.http_timeout == 60
-    assert c.Spawner.environment == {"JUPYTER_PREFER_ENV_PATH": "0"}
-    assert c.JupyterHub.services == [{"name": "hub-app-cli", "api_token": api_token}]
-    assert c.JupyterHub.load_roles == [
-        {
-            "name": "hub-app-cli",
-            "description": c.JupyterHub.load_roles[0]["description"],
-            "scopes": list(API_CLIENT_SCOPES),
-            "services": ["hub-app-cli"],
-        }
+    assert c.Spawner.environment["JUPYTER_PREFER_ENV_PATH"] == "0"
+    metrics_token = (secrets_dir / "metrics_token").read_text().strip()
+    culler, scraper = c.JupyterHub.services[1:]
+    assert c.JupyterHub.services[0] == {"name": "hub-app-cli", "api_token": api_token}
+    assert culler["name"] == "idle-culler"
+    assert culler["command"][1:3] == ["-m", "hub_app.idle_culler"]
+    assert "--timeout=3600" in culler["command"]
+    # 0: a quarter of the timeout, at most 5 minutes.
+    assert "--cull-every=300" in culler["command"]
+    assert "--cull-users=false" in culler["command"]
+    assert scraper == {"name": "prometheus", "api_token": metrics_token}
+    roles = c.JupyterHub.load_roles
+    assert [(role["name"], role["scopes"], role["services"]) for role in roles] == [
+        ("hub-app-cli", list(API_CLIENT_SCOPES), ["hub-app-cli"]),
+        ("idle-culler", list(IDLE_CULLER_SCOPES), ["idle-culler"]),
+        ("metrics-scraper", ["read:metrics"], ["prometheus"]),
     ]
+    assert c.JupyterHub.last_activity_interval == 300
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
 
 
 def test_applied_config_loads_into_jupyterhub(settings_data):
@@ -332,6 +378,7 @@ SECRET_SETTINGS = [
     ("hub.cookie_secret_file", "cookie_secret"),
     ("proxy.auth_token_file", "proxy_auth_token"),
     ("api_client.token_file", "api_client_token"),
+    ("metrics.token_file", "metrics_token"),
 ]
 
 
@@ -430,3 +477,45 @@ def test_settings_example_in_readme_is_the_schema(settings_data):
         return found
 
     assert keys(documented) == keys(settings_data)
+
+
+def test_services_off_leave_only_the_cli(settings_data, secrets_dir):
+    """Culler and metrics off: no culler, no scraper token (its file need not exist)."""
+    settings_data["idle_culler"]["enabled"] = False
+    settings_data["metrics"] = {"enabled": False, "token_file": "/nonexistent/metrics_token"}
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    assert [service["name"] for service in c.JupyterHub.services] == ["hub-app-cli"]
+    assert [role["name"] for role in c.JupyterHub.load_roles] == ["hub-app-cli"]
+    # JupyterHub's own default activity intervals.
+    assert c.JupyterHub.last_activity_interval == 300
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"
+
+
+@pytest.mark.parametrize(
+    ("timeout", "every", "remove_users", "interval", "cull_every", "scopes"),
+    [
+        # A short timeout: activity reported every quarter of it, checks as often.
+        (60, 0, False, 15, 15, IDLE_CULLER_SCOPES),
+        (600, 0, False, 150, 150, IDLE_CULLER_SCOPES),
+        # Long timeouts: JupyterHub's own 5 minutes.
+        (86400, 0, False, 300, 300, IDLE_CULLER_SCOPES),
+        # An explicit check interval wins; removing users needs admin:users.
+        (3600, 60, True, 300, 60, (*IDLE_CULLER_SCOPES, "admin:users")),
+    ],
+)
+def test_culler_timings_and_scopes(
+    settings_data, timeout, every, remove_users, interval, cull_every, scopes
+):
+    settings_data["idle_culler"].update(timeout=timeout, every=every, remove_users=remove_users)
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler")
+    assert c.JupyterHub.last_activity_interval == interval
+    assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == str(interval)
+    assert f"--cull-every={cull_every}" in culler["command"]
+    assert f"--cull-users={str(remove_users).lower()}" in culler["command"]
+    assert "--cull-admin-users=false" in culler["command"]
+    assert role["scopes"] == list(scopes)
+    assert "admin:users" not in role["scopes"] or remove_users

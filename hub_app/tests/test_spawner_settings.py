@@ -148,6 +148,8 @@ def test_the_docker_spawner_hands_containers_the_host_s_ca_bundle(settings_data)
         "PIP_CERT": bundle,
         "REQUESTS_CA_BUNDLE": bundle,
         "SSL_CERT_FILE": bundle,
+        # How often the server reports activity (hub_app.settings.services).
+        "JUPYTERHUB_ACTIVITY_INTERVAL": "300",
     }
 
 

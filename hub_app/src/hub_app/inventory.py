@@ -104,6 +104,15 @@ SETTING_VARIABLES: Mapping[str, str] = {
     "spawner.docker.ca_bundle": "jupyterhub_spawner_docker_ca_bundle",
     "api_client": "jupyterhub_secrets_dir",
     "api_client.token_file": "jupyterhub_secrets_dir",
+    "idle_culler.enabled": "jupyterhub_idle_culler_enabled",
+    "idle_culler.timeout": "jupyterhub_idle_culler_timeout",
+    "idle_culler.max_age": "jupyterhub_idle_culler_max_age",
+    "idle_culler.every": "jupyterhub_idle_culler_every",
+    "idle_culler.remove_users": "jupyterhub_idle_culler_remove_users",
+    "idle_culler.state_file": "jupyterhub_state_dir",
+    "idle_culler.log_file": "jupyterhub_idle_culler_log_file",
+    "metrics.enabled": "jupyterhub_metrics_enabled",
+    "metrics.token_file": "jupyterhub_secrets_dir",
 }
 # Keys whose variable depends on the authenticator or spawner kind.
 _KIND_VARIABLES: Mapping[tuple[str, str], str] = {

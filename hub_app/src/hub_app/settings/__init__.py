@@ -34,6 +34,15 @@ from .hub import (
     parse_proxy,
 )
 from .primitives import SettingsError, check_username, read_secret_file
+from .services import (
+    IdleCullerSettings,
+    MetricsSettings,
+    apply_activity_reporting,
+    parse_idle_culler,
+    parse_metrics,
+    service_roles,
+    services,
+)
 from .spawner import SpawnerSettings, apply_spawner, parse_spawner
 
 __all__ = [
@@ -82,6 +91,8 @@ class Settings:
     allow_all: bool
     spawner: SpawnerSettings
     api_client: ApiClientSettings
+    idle_culler: IdleCullerSettings
+    metrics: MetricsSettings
 
     @property
     def hub_api_url(self) -> str:
@@ -130,6 +141,8 @@ def parse_settings(data: Any, *, on_host: bool = True) -> Settings:
             "allow_all",
             "spawner",
             "api_client",
+            "idle_culler",
+            "metrics",
         ),
     )
     # Checked first: a different version means the other rules may not apply.
@@ -154,6 +167,8 @@ def parse_settings(data: Any, *, on_host: bool = True) -> Settings:
         allow_all=allow_all,
         spawner=parse_spawner(top["spawner"]),
         api_client=parse_api_client(top["api_client"]),
+        idle_culler=parse_idle_culler(top["idle_culler"]),
+        metrics=parse_metrics(top["metrics"]),
     )
 
 
@@ -232,7 +247,8 @@ def apply_settings(c: Any, settings: Settings) -> None:
         {
             "name": service_name,
             "api_token": read_secret_file(settings.api_client.token_file, "api_client.token_file"),
-        }
+        },
+        *services(settings.idle_culler, settings.metrics),
     ]
     c.JupyterHub.load_roles = [
         {
@@ -240,8 +256,10 @@ def apply_settings(c: Any, settings: Settings) -> None:
             "description": "What the hub-app operator CLI needs, and nothing more",
             "scopes": list(API_CLIENT_SCOPES),
             "services": [service_name],
-        }
+        },
+        *service_roles(settings.idle_culler, settings.metrics),
     ]
+    apply_activity_reporting(c, settings.idle_culler)
 
 
 def apply_settings_file(c: Any, path: str | os.PathLike[str] = DEFAULT_SETTINGS_PATH) -> None:
