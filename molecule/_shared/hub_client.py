@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ import requests
 import websocket
 from requests.adapters import HTTPAdapter
 
+PROJECT = Path(__file__).resolve().parents[2]
 HUB_APP = "/opt/jupyterhub/venv/bin/hub-app"
 # The hub's name in the scenarios' inventories (tls_domains); nothing resolves it,
 # so requests go to the container's address while TLS checks this name.
@@ -146,6 +149,66 @@ def delete_kernel(host, certificate: str, username: str, token: str, kernel_id: 
     session.delete(hub_url(host, f"/user/{username}/api/kernels/{kernel_id}"), timeout=30)
 
 
+def _kernel_channels(
+    host, certificate: str, username: str, token: str, kernel_id: str, timeout: float
+) -> websocket.WebSocket:
+    ws_url = f"wss://{container_address(host)}/user/{username}/api/kernels/{kernel_id}/channels"
+    return websocket.create_connection(
+        ws_url,
+        header=[f"Authorization: token {token}"],
+        sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
+        timeout=timeout,
+    )
+
+
+def _send_execute(ws: websocket.WebSocket, username: str, code: str) -> str:
+    """Send an execute_request for ``code``; return its message id."""
+    msg_id = uuid.uuid4().hex
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": username,
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {"code": code, "silent": False, "store_history": False},
+                "channel": "shell",
+            }
+        )
+    )
+    return msg_id
+
+
+def leave_running(
+    host, certificate: str, username: str, token: str, kernel_id: str, code: str
+) -> None:
+    """Start ``code`` in a kernel, wait until the kernel is busy with it, and disconnect.
+
+    The kernel goes on computing with no client attached: a long computation
+    nobody watches.
+    """
+    ws = _kernel_channels(host, certificate, username, token, kernel_id, 60)
+    try:
+        msg_id = _send_execute(ws, username, code)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if (
+                message.get("parent_header", {}).get("msg_id") == msg_id
+                and message["msg_type"] == "status"
+                and message["content"]["execution_state"] == "busy"
+            ):
+                return
+        pytest.fail(f"the kernel did not start running {code!r} within 60 s")
+    finally:
+        ws.close()
+
+
 def execute(
     host,
     certificate: str,
@@ -162,32 +225,9 @@ def execute(
     execute_result); else everything the code printed (kernels such as bash print
     rather than return). Fails if the kernel has not gone idle within ``timeout`` s.
     """
-    ws_url = f"wss://{container_address(host)}/user/{username}/api/kernels/{kernel_id}/channels"
-    ws = websocket.create_connection(
-        ws_url,
-        header=[f"Authorization: token {token}"],
-        sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
-        timeout=timeout,
-    )
+    ws = _kernel_channels(host, certificate, username, token, kernel_id, timeout)
     try:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": username,
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False, "store_history": False},
-                    "channel": "shell",
-                }
-            )
-        )
+        msg_id = _send_execute(ws, username, code)
         printed: list[str] = []
         displayed: list[str] = []
         deadline = time.monotonic() + timeout
@@ -308,3 +348,46 @@ def server_pid(host, username: str) -> int:
     pids = [int(pid) for pid in out.split()]
     assert len(pids) == 1, f"expected one server process for {username}, found {pids}"
     return pids[0]
+
+
+def run_playbook(
+    host, playbook: str = "site.yml", extra_vars: dict | None = None, *options: str
+) -> subprocess.CompletedProcess:
+    """A real playbook of the project against this container, as an operator runs it.
+
+    ``extra_vars`` change the scenario's inventory for this run only (passed as a
+    JSON file, so numbers stay numbers); ``options`` go to ansible-playbook
+    (``--check``). The scenario's inventory and Ansible settings come from the
+    environment Molecule gives the verifier.
+    """
+    path = (
+        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+        / f"vars-{os.getpid()}-{time.time_ns()}.json"
+    )
+    path.write_text(json.dumps(extra_vars or {}))
+    try:
+        return subprocess.run(
+            [
+                "ansible-playbook",
+                "-i",
+                os.environ["MOLECULE_INVENTORY_FILE"],
+                "--limit",
+                host.backend.name,
+                "-e",
+                f"@{path}",
+                *options,
+                str(PROJECT / playbook),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            env={
+                **os.environ,
+                "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+                "ANSIBLE_NOCOLOR": "1",
+            },
+            timeout=900,
+            check=False,
+        )
+    finally:
+        path.unlink()

@@ -13,7 +13,6 @@ lines (they show in the CI log) and kept in molecule/faults/artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -31,6 +30,7 @@ from hub_client import (
     execute,
     hub_app,
     hub_url,
+    run_playbook,
     save_certificate,
     start_kernel,
     user_token,
@@ -49,7 +49,6 @@ MAX_ROLLBACK_GAP_SECONDS = 20.0
 RECOVERY_TIMEOUT = 180
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 BAD_INVENTORIES = Path(__file__).resolve().parent.parent / "bad_inventories"
-PROJECT = Path(__file__).resolve().parents[3]
 
 
 def record(capsys: pytest.CaptureFixture, host, key: str, value: dict) -> None:
@@ -298,37 +297,7 @@ def test_users_barely_notice(host, session, fault, capsys):
 
 def deploy(host, extra_vars: dict) -> subprocess.CompletedProcess:
     """The real play (site.yml) against this container, with some inventory changed."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    path = (
-        Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-        / f"vars-{os.getpid()}-{time.time_ns()}.json"
-    )
-    path.write_text(json.dumps(extra_vars))
-    try:
-        return subprocess.run(
-            [
-                "ansible-playbook",
-                "-i",
-                inventory,
-                "--limit",
-                host.backend.name,
-                "-e",
-                f"@{path}",
-                str(PROJECT / "site.yml"),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT,
-            env={
-                **os.environ,
-                "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-                "ANSIBLE_NOCOLOR": "1",
-            },
-            timeout=900,
-            check=False,
-        )
-    finally:
-        path.unlink()
+    return run_playbook(host, "site.yml", extra_vars)
 
 
 STATE_FILES = (
