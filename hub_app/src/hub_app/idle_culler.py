@@ -161,6 +161,8 @@ class IdleCullerWithRecord(culler.IdleCuller):
             self.log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
         )
         handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s] %(message)s"))
+        # The decisions and the culler's findings; its per-page debug chatter stays out.
+        handler.setLevel(logging.INFO)
         # The culler's own messages (stops, warnings) go to the file and to the
         # hub's output as before; the per-server decisions to the file only.
         self.log.addHandler(handler)
