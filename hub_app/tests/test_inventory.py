@@ -322,6 +322,11 @@ BAD: dict[str, Case] = {
     "certificate days zero": case(
         {"tls_self_signed_valid_days": 0}, blames="tls_self_signed_valid_days", says="at least 1"
     ),
+    "certificate lives too long": case(
+        {"tls_self_signed_valid_days": 825},
+        blames="tls_self_signed_valid_days",
+        says="use at most 366",
+    ),
     "renewal after expiry": case(
         {"tls_self_signed_renew_days": 900},
         blames="tls_self_signed_renew_days",

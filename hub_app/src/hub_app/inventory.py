@@ -141,6 +141,8 @@ PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+)?$")
 PROGRAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OAUTH_KINDS = ("github", "oidc")
+# The longest certificate life Mozilla's intermediate TLS profile accepts.
+MAX_CERTIFICATE_DAYS = 366
 
 
 def variable_for_setting(setting: str, settings: Mapping[str, Any] | None = None) -> str:
@@ -370,6 +372,12 @@ def tls(v: Inventory) -> Iterator[SettingsError]:
     valid, renew = v["tls_self_signed_valid_days"], v["tls_self_signed_renew_days"]
     yield from _check(p.at_least_one, valid, "tls_self_signed_valid_days", "days")
     yield from _check(p.at_least_one, renew, "tls_self_signed_renew_days", "days")
+    if type(valid) is int and valid > MAX_CERTIFICATE_DAYS:
+        yield SettingsError(
+            "tls_self_signed_valid_days",
+            f"is {valid}; use at most {MAX_CERTIFICATE_DAYS} (Mozilla's TLS profiles, and "
+            "browsers, refuse certificates that live longer); the play renews it before expiry",
+        )
     if type(valid) is int and type(renew) is int and renew >= valid >= 1:
         yield SettingsError(
             "tls_self_signed_renew_days",

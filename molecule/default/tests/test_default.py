@@ -15,6 +15,7 @@ import time
 
 import pytest
 import requests
+from cryptography import x509
 
 # The helpers, shared with the other scenarios (molecule/_shared/hub_client.py).
 from hub_client import (
@@ -89,6 +90,9 @@ def test_https_serves_the_self_signed_certificate(host, trusted_certificate):
     # A client that trusts this certificate accepts it for the hub's name.
     login_page = browser(trusted_certificate).get(hub_url(host, "/hub/login"), timeout=30)
     assert login_page.status_code == 200
+    # Mozilla's TLS profiles accept at most 366 days of life.
+    life = x509.load_pem_x509_certificate(on_disk.encode())
+    assert (life.not_valid_after_utc - life.not_valid_before_utc).days <= 366
 
 
 def test_plain_http_redirects_to_https(host):
