@@ -402,7 +402,8 @@ def _authenticator(c: Config):
 def test_applied_config_loads_into_the_real_authenticator(kind_settings, kind):
     authenticator = _authenticator(_load(kind_settings, kind))
     assert authenticator.allowed_users == {"hubadmin"}
-    assert authenticator.admin_users == {"hubadmin"}
+    # Admins are the admin role's members (test_admins.py): admin_users can only grant.
+    assert authenticator.admin_users == set()
     assert authenticator.allow_all is False
     assert authenticator.allow_existing_users is False
 

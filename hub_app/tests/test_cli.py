@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub_app import cli
+from hub_app.api import HubAPIError
 from hub_app.passwords import verify_password
 
 
@@ -231,3 +232,140 @@ def test_bad_url_is_a_clear_error(secrets_dir, capsys):
     )
     assert code == 1
     assert err.startswith("error: request to no-scheme/hub/api/users failed: ")
+
+
+# --- users remove, against a stand-in for the hub ------------------------------------
+
+
+class FakeHub:
+    """What ``users remove`` asks of HubClient, over a dict of users -> server state."""
+
+    def __init__(self, users: dict[str, str], *, stop_status: int = 202) -> None:
+        self.users = dict(users)
+        self.stop_status = stop_status
+        self.calls: list[tuple[str, str]] = []
+
+    def __enter__(self) -> FakeHub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def _known(self, name: str) -> None:
+        if name not in self.users:
+            raise HubAPIError(404, "Not Found", "")
+
+    def get_user(self, name: str) -> dict:
+        self.calls.append(("get", name))
+        self._known(name)
+        state = self.users[name]
+        return {"name": name, "servers": {"": {"ready": True}} if state == "ready" else {}}
+
+    def stop_server(self, name: str) -> int:
+        self.calls.append(("stop", name))
+        self.users[name] = "stopped"
+        return self.stop_status
+
+    def wait_for_server(self, name: str, want: str, timeout: float) -> dict:
+        self.calls.append(("wait", name))
+        assert (want, self.users[name]) == ("stopped", "stopped")
+        return {"name": name}
+
+    def delete_user(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        self._known(name)
+        del self.users[name]
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, settings_data, write_settings):
+    """A FakeHub behind ``hub-app --settings <valid settings>``; alice, bob, hubadmin."""
+    hub = FakeHub({"alice": "ready", "bob": "ready", "carol": "stopped", "hubadmin": "stopped"})
+    monkeypatch.setattr(cli, "_client", lambda args: hub)
+    settings = str(write_settings(settings_data))
+
+    def remove(capsys, *names: str) -> tuple[int, str, str]:
+        return run(capsys, "--settings", settings, "users", "remove", *names)
+
+    return hub, remove
+
+
+def test_users_remove_stops_the_server_then_deletes_only_that_user(fake_hub, capsys):
+    hub, remove = fake_hub
+    code, out, err = remove(capsys, "bob", "carol")
+    assert (code, err) == (0, "")
+    assert out == "bob: server stopped\nbob: removed\ncarol: removed\n"
+    # The server is stopped and waited for before the user goes; alice's is untouched.
+    assert hub.calls == [
+        ("get", "bob"), ("stop", "bob"), ("wait", "bob"), ("delete", "bob"),
+        ("get", "carol"), ("delete", "carol"),
+    ]  # fmt: skip
+    assert hub.users == {"alice": "ready", "hubadmin": "stopped"}
+
+
+def test_users_remove_is_idempotent(fake_hub, capsys):
+    _, remove = fake_hub
+    remove(capsys, "bob")
+    code, out, err = remove(capsys, "bob", "bob")
+    assert (code, out, err) == (0, "bob: not in the hub\n", "")
+    assert ": removed" not in out
+
+
+def test_users_remove_does_not_wait_for_a_server_stopped_at_once(fake_hub, capsys):
+    hub, remove = fake_hub
+    hub.stop_status = 204
+    code, out, _ = remove(capsys, "bob")
+    assert (code, out) == (0, "bob: server stopped\nbob: removed\n")
+    assert ("wait", "bob") not in hub.calls
+
+
+def test_users_remove_user_gone_meanwhile(fake_hub, capsys, monkeypatch):
+    hub, remove = fake_hub
+
+    def gone(name: str) -> None:
+        raise HubAPIError(404, "Not Found", "")
+
+    monkeypatch.setattr(hub, "delete_user", gone)
+    code, out, _ = remove(capsys, "carol")
+    assert (code, out) == (0, "carol: not in the hub\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("alice", "alice is still in allowed_users of "),
+        ("hubadmin", "take hubadmin out of jupyterhub_allowed_users"),
+    ],
+)
+def test_users_remove_refuses_a_user_the_hub_would_add_back(fake_hub, capsys, name, says):
+    hub, remove = fake_hub
+    code, out, err = remove(capsys, "carol", name)
+    assert (code, out) == (1, "")
+    assert says in err
+    assert hub.calls == []
+
+
+def test_users_remove_refuses_a_bad_name_before_any_change(fake_hub, capsys):
+    hub, remove = fake_hub
+    code, out, err = remove(capsys, "carol", "Bob Smith")
+    assert (code, out) == (1, "")
+    assert "USER: invalid username 'Bob Smith'" in err
+    assert hub.calls == []
+
+
+def test_users_remove_hub_error_fails(fake_hub, capsys, monkeypatch):
+    hub, remove = fake_hub
+
+    def refused(name: str) -> None:
+        raise HubAPIError(403, "Forbidden", "Action is not authorized")
+
+    monkeypatch.setattr(hub, "delete_user", refused)
+    code, out, err = remove(capsys, "carol")
+    assert (code, out) == (1, "")
+    assert err == "error: 403 Forbidden: Action is not authorized\n"
+
+
+def test_users_remove_needs_a_name(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["users", "remove"])
+    assert raised.value.code == 2

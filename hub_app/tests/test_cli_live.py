@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jupyterhub
 import pytest
 import requests
 
@@ -147,6 +148,9 @@ def live_hub(tmp_path_factory, password_hashes) -> Iterator[LiveHub]:
     allow_root = ["--allow-root"] if os.geteuid() == 0 else []
 
     settings = make_settings(secrets_dir, password_hashes)
+    # bob is for the removal test, the last of this module.
+    settings["allowed_users"].append("bob")
+    settings["authenticator"]["password_hashes"]["bob"] = password_hashes["bob"]
     settings["public_url"] = f"http://127.0.0.1:{proxy_port}/"
     settings["hub"].update(
         bind_url=f"http://127.0.0.1:{hub_port}",
@@ -244,7 +248,7 @@ def test_users_list(hub_app):
     assert code == 0, err
     assert out.splitlines()[0].split() == ["NAME", "ADMIN", "SERVER", "LAST", "ACTIVITY"]
     rows = _table(out)
-    assert set(rows) == {"alice", "hubadmin"}
+    assert set(rows) == {"alice", "bob", "hubadmin"}
     assert rows["alice"][1:3] == ["no", "stopped"]
     assert rows["hubadmin"][1:3] == ["yes", "stopped"]
 
@@ -254,6 +258,7 @@ def test_users_list_json(hub_app):
     assert code == 0
     assert {user["name"]: user["admin"] for user in json.loads(out)} == {
         "alice": False,
+        "bob": False,
         "hubadmin": True,
     }
 
@@ -403,7 +408,7 @@ def test_console_script(live_hub):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert {user["name"] for user in json.loads(result.stdout)} == {"alice", "hubadmin"}
+    assert {user["name"] for user in json.loads(result.stdout)} == {"alice", "bob", "hubadmin"}
 
 
 def test_the_idle_culler_runs_as_the_hubs_service_with_its_own_role(live_hub):
@@ -433,3 +438,121 @@ def test_metrics_answer_only_the_scrapers_token(live_hub):
     cli_token = {"Authorization": f"token {live_hub.api_token}"}
     assert requests.get(url, headers=cli_token, timeout=10).status_code == 403
     assert requests.get(url, timeout=10).status_code == 403
+
+
+def _health_rows(hub_app) -> dict[str, dict[str, str]]:
+    code, out, err = hub_app("health", "--json")
+    assert code in (0, 1), err
+    return {row["check"]: row for row in json.loads(out)["checks"]}
+
+
+def test_health_sees_a_lost_route_and_a_stale_one(hub_app, live_hub):
+    """`hub-app health` against the real hub: its API, the culler's record, the routes."""
+    state = live_hub.settings_path.parent / "idle-culler.json"
+    deadline = time.monotonic() + 30
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    code, _, err = hub_app("server", "start", "alice", "--wait", "--timeout", "60")
+    assert code == 0, f"{err}\n{live_hub.log_tail()}"
+    proxy_token = {"Authorization": f"token {live_hub.proxy_token}"}
+    try:
+        rows = _health_rows(hub_app)
+        assert rows["hub API"]["state"] == "OK", rows["hub API"]
+        assert rows["hub API"]["detail"].startswith(f"JupyterHub {jupyterhub.__version__} at ")
+        assert rows["proxy routes"]["state"] == "OK", rows["proxy routes"]
+        assert rows["proxy routes"]["detail"].startswith("1 running server(s), each routed")
+        # The record hub_app.idle_culler wrote is one health reads.
+        assert rows["idle culler"]["state"] == "OK", rows["idle culler"]
+
+        # As if the proxy had lost alice's route and kept one of a server long gone.
+        requests.delete(
+            f"{live_hub.proxy_api_url}/user/alice", headers=proxy_token, timeout=10
+        ).raise_for_status()
+        requests.post(
+            f"{live_hub.proxy_api_url}/user/ghost",
+            json={"target": "http://127.0.0.1:9", "jupyterhub": True, "user": "ghost"},
+            headers=proxy_token,
+            timeout=10,
+        ).raise_for_status()
+        routes = _health_rows(hub_app)["proxy routes"]
+        assert routes["state"] == "FAULT"
+        assert routes["detail"] == (
+            "running server(s) without a route: /user/alice/; route(s) with no server: /user/ghost/"
+        )
+
+        # What the row says to do puts both right.
+        assert routes["advice"].startswith("`hub-app proxy sync`")
+        code, _, err = hub_app("proxy", "sync", "--timeout", "30")
+        assert code == 0, err
+        assert _health_rows(hub_app)["proxy routes"]["state"] == "OK"
+    finally:
+        hub_app("server", "stop", "alice", "--wait")
+
+
+def _server_pids(live_hub: LiveHub) -> dict[str, int]:
+    """User name -> the pid of their default server, as the hub's database records it."""
+    db_path = live_hub.settings_path.parent / "jupyterhub.sqlite"
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute(
+            "SELECT users.name, spawners.state FROM spawners JOIN users"
+            " ON spawners.user_id = users.id WHERE spawners.name = ''"
+        ).fetchall()
+    return {name: json.loads(state).get("pid") for name, state in rows if state}
+
+
+def _status(live_hub: LiveHub, path: str, headers: dict[str, str]) -> int:
+    return requests.get(f"{live_hub.api_url}{path}", headers=headers, timeout=10).status_code
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent (the hub) has not reaped it yet.
+    return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_users_remove_stops_one_server_and_forgets_the_user(hub_app, live_hub):
+    """What the play does for a name in users_absent; last here, as bob is gone for good."""
+    headers = {"Authorization": f"token {live_hub.api_token}"}
+    code, out, err = hub_app("token", "create", "bob", "--note", "removal test")
+    assert code == 0, err
+    bob_token = {"Authorization": f"token {out.strip()}"}
+    for name in ("alice", "bob"):
+        code, _, err = hub_app("server", "start", name, "--wait", "--timeout", "60")
+        assert code == 0, f"{err}\n{live_hub.log_tail()}"
+    pids = _server_pids(live_hub)
+    assert _running(pids["alice"]) and _running(pids["bob"]), pids
+    try:
+        # Still allowed in the hub's settings: the hub would add bob back at its start.
+        code, out, err = hub_app("users", "remove", "bob")
+        assert (code, out) == (1, ""), err
+        assert "bob is still in allowed_users" in err
+
+        # What the play deploys first: settings without bob.
+        settings = json.loads(live_hub.settings_path.read_text())
+        settings["allowed_users"].remove("bob")
+        del settings["authenticator"]["password_hashes"]["bob"]
+        live_hub.settings_path.write_text(json.dumps(settings))
+
+        code, out, err = hub_app("users", "remove", "bob")
+        assert (code, err) == (0, ""), live_hub.log_tail()
+        assert out == "bob: server stopped\nbob: removed\n"
+        assert not _running(pids["bob"])
+        assert _status(live_hub, "/users/bob", headers) == 404
+        # Bob's token went with him.
+        assert _status(live_hub, "/user", bob_token) == 403
+        routes = json.loads(hub_app("proxy", "routes", "--json")[1])
+        assert "/user/bob/" not in routes
+
+        # Alice's server never noticed.
+        assert _server_pids(live_hub)["alice"] == pids["alice"]
+        assert _running(pids["alice"])
+        assert _table(hub_app("users", "list")[1])["alice"][2] == "ready"
+        assert routes["/user/alice/"]["data"]["user"] == "alice"
+
+        code, out, err = hub_app("users", "remove", "bob")
+        assert (code, out, err) == (0, "bob: not in the hub\n", "")
+    finally:
+        hub_app("server", "stop", "alice", "--wait")

@@ -428,6 +428,52 @@ BAD: dict[str, Case] = {
         blames="users_accounts[0].password_hash",
         says="crypt(3)",
     ),
+    "absent name uppercase": case(
+        {"users_absent": ["Bob"]}, blames="users_absent[0]", says="not a login name"
+    ),
+    "absent root": case({"users_absent": ["root"]}, blames="users_absent[0]", says="system"),
+    "absent twice": case({"users_absent": ["bob", "bob"]}, blames="users_absent[1]", says="twice"),
+    "absent and kept": case(
+        {"users_accounts": [{"name": "hubadmin", "admin": True}, {"name": "bob"}]}
+        | {"users_absent": ["bob"]},
+        blames="users_absent[0]",
+        says="either kept or removed",
+    ),
+    "absent still allowed": case(
+        {"users_absent": ["bob"], "jupyterhub_allowed_users": ["hubadmin", "bob"]},
+        blames="jupyterhub_allowed_users[1]",
+        says="take 'bob' out of jupyterhub_allowed_users",
+    ),
+    "absent still admin": case(
+        {"users_absent": ["bob"], "jupyterhub_admin_users": ["hubadmin", "bob"]},
+        blames="jupyterhub_admin_users[1]",
+        says="who is in users_absent",
+    ),
+    "absent still has a password": case(
+        {"users_absent": ["bob"], "jupyterhub_password_hashes": {"bob": SCRYPT}},
+        blames="jupyterhub_password_hashes.bob",
+        says="log in again",
+    ),
+    "absent is the initial admin": case(
+        {"users_accounts": [], "users_absent": ["hubadmin"]},
+        blames="jupyterhub_initial_admin",
+        says="take 'hubadmin' out of jupyterhub_initial_admin",
+    ),
+    "hub-only removal still allowed": case(
+        {"jupyterhub_absent_users": ["hubadmin"]},
+        blames="jupyterhub_allowed_users[0]",
+        says="who is in jupyterhub_absent_users",
+    ),
+    "hub-only removal bad name": case(
+        {"jupyterhub_absent_users": ["Bob Smith"]},
+        blames="jupyterhub_absent_users[0]",
+        says="invalid username",
+    ),
+    "archive dir relative": case(
+        {"users_absent_archive_dir": "backups"},
+        blames="users_absent_archive_dir",
+        says="absolute path",
+    ),
     "allowed user bad name": case(
         settings={"allowed_users": ["Bob Smith"]},
         blames="jupyterhub_allowed_users[0]",
@@ -801,6 +847,15 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         DOCKER_SETTINGS,
     ),
     "homes readable by the group": ({"users_home_mode": "0750"}, {}),
+    # Removed everywhere, and the role's input follows users_absent.
+    "a user removed": (
+        {
+            "users_absent": ["bob", "carol"],
+            "jupyterhub_absent_users": ["bob", "carol"],
+            "users_absent_home": "archive",
+        },
+        {},
+    ),
     # The hub registers its own route in the proxy; proxy_default_target is
     # only where requests go while that route is missing.
     "hub on a port of its own": (

@@ -321,7 +321,8 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
         "hubadmin": password_hashes["hubadmin"],
     }
     assert c.Authenticator.allowed_users == {"alice", "hubadmin"}
-    assert c.Authenticator.admin_users == {"hubadmin"}
+    # Admins are the admin role's members (test_admins.py), never admin_users.
+    assert "admin_users" not in c.Authenticator
     assert c.Authenticator.allow_all is False
     assert c.Authenticator.allow_existing_users is False
     assert c.JupyterHub.spawner_class == "hub_app.spawners.LoggingLocalProcessSpawner"
@@ -347,7 +348,9 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert "--cull-users=false" in culler["command"]
     assert scraper == {"name": "prometheus", "api_token": metrics_token}
     roles = c.JupyterHub.load_roles
-    assert [(role["name"], role["scopes"], role["services"]) for role in roles] == [
+    assert {"name": "admin", "users": ["hubadmin"]} in roles
+    services = [role for role in roles if role["name"] != "admin"]
+    assert [(role["name"], role["scopes"], role["services"]) for role in services] == [
         ("hub-app-cli", list(API_CLIENT_SCOPES), ["hub-app-cli"]),
         ("idle-culler", list(IDLE_CULLER_SCOPES), ["idle-culler"]),
         ("metrics-scraper", ["read:metrics"], ["prometheus"]),
@@ -486,7 +489,7 @@ def test_services_off_leave_only_the_cli(settings_data, secrets_dir):
     c = Config()
     apply_settings(c, parse_settings(settings_data))
     assert [service["name"] for service in c.JupyterHub.services] == ["hub-app-cli"]
-    assert [role["name"] for role in c.JupyterHub.load_roles] == ["hub-app-cli"]
+    assert [role["name"] for role in c.JupyterHub.load_roles] == ["hub-app-cli", "admin"]
     # JupyterHub's own default activity intervals.
     assert c.JupyterHub.last_activity_interval == 300
     assert c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] == "300"

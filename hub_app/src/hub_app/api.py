@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-__all__ = ["HubAPIError", "HubClient", "HubConnectionError", "ServerWaitError", "server_state"]
+__all__ = [
+    "HubAPIError",
+    "HubClient",
+    "HubConnectionError",
+    "ServerWaitError",
+    "routes_without_server",
+    "server_state",
+    "servers_without_route",
+]
 
 # Asking for JupyterHub's paginated form is the only way to learn whether more users
 # follow; the plain form silently stops at the hub's page size.
@@ -68,6 +76,57 @@ def server_state(user_model: dict[str, Any]) -> str:
     if server.get("ready"):
         return "ready"
     return "stopped"
+
+
+def servers_without_route(
+    routes: dict[str, dict[str, Any]], users: Iterable[dict[str, Any]]
+) -> list[str]:
+    """The URL paths of ready servers that have no route.
+
+    Args:
+        routes: The routing table from ``GET /proxy``, keyed by route path.
+        users: User models read with the ``read:servers`` scope.
+
+    Returns:
+        The servers' URL paths (``/user/alice/``), sorted.
+    """
+    return sorted(
+        server["url"]
+        for user in users
+        for server in (user.get("servers") or {}).values()
+        if server.get("ready") and server.get("url") and server["url"] not in routes
+    )
+
+
+def routes_without_server(
+    routes: dict[str, dict[str, Any]], users: Iterable[dict[str, Any]]
+) -> list[str]:
+    """The user routes that lead to no server, ready or pending.
+
+    A route is a user's when the hub marked it so (``data.user``), as JupyterHub's
+    own route check decides; the hub's route (``/``) and services' are not. A
+    pending server's route is left alone, as the hub does: it may be on its way
+    in or out.
+
+    Args:
+        routes: The routing table from ``GET /proxy``, keyed by route path.
+        users: User models read with the ``read:servers`` scope (which lists only
+            servers that are ready or pending).
+
+    Returns:
+        The route paths, sorted.
+    """
+    served = {
+        server["url"]
+        for user in users
+        for server in (user.get("servers") or {}).values()
+        if (server.get("ready") or server.get("pending")) and server.get("url")
+    }
+    return sorted(
+        spec
+        for spec, route in routes.items()
+        if "user" in (route.get("data") or {}) and spec not in served
+    )
 
 
 class HubClient:
@@ -143,6 +202,15 @@ class HubClient:
                 f"{response.url} answered with something that is not JSON; is it the hub's API?"
             ) from None
 
+    def version(self) -> str:
+        """Return the hub's JupyterHub version (``GET /``, which needs no token)."""
+        about = self._json("GET", "/")
+        if not isinstance(about, dict) or "version" not in about:
+            raise HubConnectionError(
+                f"{self.api_url}/ answered without a version; is it the hub's API?"
+            )
+        return str(about["version"])
+
     def whoami(self) -> dict[str, Any]:
         """Return the model of the token's owner (``GET /user``)."""
         return self._json("GET", "/user")
@@ -170,6 +238,18 @@ class HubClient:
     def get_user(self, name: str) -> dict[str, Any]:
         """Return one user's model (``GET /users/{name}``)."""
         return self._json("GET", f"/users/{_quote(name)}")
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user from the hub (``DELETE /users/{name}``).
+
+        JupyterHub deletes the user's API tokens, OAuth grants and server records
+        with the user. It stops a running server first, but answers 400 while a
+        stop is still under way; stop the server and wait for it before calling.
+
+        Raises:
+            HubAPIError: 404 if the hub has no such user.
+        """
+        self.request("DELETE", f"/users/{_quote(name)}")
 
     def start_server(self, name: str) -> int:
         """Ask the hub to start a user's default server.
@@ -266,12 +346,7 @@ class HubClient:
 
     def unrouted_servers(self, routes: dict[str, dict[str, Any]]) -> list[str]:
         """Return the URL paths of ready servers that have no route in ``routes``."""
-        return sorted(
-            server["url"]
-            for user in self.iter_users()
-            for server in (user.get("servers") or {}).values()
-            if server.get("ready") and server.get("url") and server["url"] not in routes
-        )
+        return servers_without_route(routes, self.iter_users())
 
     def create_token(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from . import health
 from .api import HubAPIError, HubClient, HubConnectionError, ServerWaitError, server_state
 from .passwords import hash_password
 from .settings import (
@@ -127,6 +129,60 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         for user in users
     ]
     _print_table(rows, ("NAME", "ADMIN", "SERVER", "LAST ACTIVITY"), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    """Stop each user's server, then delete the user and their tokens from the hub.
+
+    Prints ``NAME: server stopped`` when a server had to be stopped, then
+    ``NAME: removed``, or ``NAME: not in the hub`` (nothing to do, exit status 0):
+    the play's ``changed_when`` looks for ``: removed``. Every other user's server
+    keeps running.
+    """
+    names = list(dict.fromkeys(args.users))
+    try:
+        for name in names:
+            check_username(name, "USER")
+    except SettingsError as e:
+        raise CommandError(str(e)) from None
+    if args.url is None or args.token_file is None:
+        # Refused before any change: the hub adds these lists' users back to its
+        # database at every start, and lets them log in.
+        settings = load_settings(args.settings)
+        for name in names:
+            for setting, listed in (
+                ("allowed_users", settings.allowed_users),
+                ("admin_users", settings.admin_users),
+            ):
+                if name in listed:
+                    raise CommandError(
+                        f"{name} is still in {setting} of {args.settings}, so the hub would "
+                        f"add them back at its next start; take {name} out of "
+                        f"jupyterhub_{setting} in the inventory and deploy first"
+                    )
+    with _client(args) as client:
+        for name in names:
+            try:
+                model = client.get_user(name)
+            except HubAPIError as e:
+                if e.status != 404:
+                    raise
+                print(f"{name}: not in the hub", flush=True)
+                continue
+            if server_state(model) != "stopped":
+                if client.stop_server(name) != 204:
+                    client.wait_for_server(name, "stopped", args.timeout)
+                print(f"{name}: server stopped", flush=True)
+            try:
+                client.delete_user(name)
+            except HubAPIError as e:
+                # Gone meanwhile (another operator, the idle culler): just as wanted.
+                if e.status != 404:
+                    raise
+                print(f"{name}: not in the hub", flush=True)
+                continue
+            print(f"{name}: removed", flush=True)
     return EXIT_OK
 
 
@@ -274,6 +330,38 @@ def cmd_init_credentials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Print the health table, then what to do about each fault; exit 1 on any fault."""
+    options = health.HealthOptions(
+        certificate=args.certificate,
+        disks=tuple(dict.fromkeys(args.disk or ())),
+        min_free_percent=args.min_free_percent,
+        min_free_mb=args.min_free_mb,
+        min_certificate_days=args.min_certificate_days,
+    )
+    probes = health.Probes(
+        settings=lambda: load_settings(args.settings),
+        client=lambda: _client(args),
+    )
+    rows = health.run_checks(options, probes, args.settings)
+    healthy = health.healthy(rows)
+    if args.json:
+        _print_json(
+            {
+                "healthy": healthy,
+                "checks": [dataclasses.asdict(row) for row in rows],
+            }
+        )
+    else:
+        table = [(row.check, row.state, row.detail) for row in rows]
+        _print_table(table, ("CHECK", "STATE", "DETAIL"), sys.stdout)
+        faults = [row for row in rows if row.state == health.FAULT]
+        for row in faults:
+            print(f"What to do ({row.check}): {row.advice}")
+        print(f"{len(faults)} fault(s) found" if faults else "healthy: no fault found")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
 def cmd_check_settings(args: argparse.Namespace) -> int:
     load_settings(args.path)
     print("ok")
@@ -288,6 +376,17 @@ def _positive_number(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
     return value
+
+
+def _add_timeout(parser: argparse.ArgumentParser, default: float, meaning: str) -> None:
+    """The ``--timeout S`` option of a command that waits."""
+    parser.add_argument(
+        "--timeout",
+        type=_positive_number,
+        default=default,
+        metavar="S",
+        help=f"{meaning} (default: {default:g})",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -333,12 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    users = commands.add_parser("users", help="inspect users").add_subparsers(
+    users = commands.add_parser("users", help="inspect or remove users").add_subparsers(
         required=True, metavar="ACTION"
     )
     users_list = users.add_parser("list", help="list users and the state of their server")
     users_list.add_argument("--json", action="store_true", help="print the hub's user models")
     users_list.set_defaults(func=cmd_users_list)
+    remove = users.add_parser(
+        "remove",
+        help="stop each user's server, then delete the user and their API tokens from the "
+        "hub; prints NAME: removed, or NAME: not in the hub when there is nothing to do",
+    )
+    remove.add_argument("users", nargs="+", metavar="USER")
+    _add_timeout(remove, 60.0, "seconds to wait for each server to stop")
+    remove.set_defaults(func=cmd_users_remove)
 
     server = commands.add_parser("server", help="start or stop a user's server").add_subparsers(
         required=True, metavar="ACTION"
@@ -351,13 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         action.add_argument("user", metavar="USER")
         action.add_argument("--wait", action="store_true", help="wait until it is done")
-        action.add_argument(
-            "--timeout",
-            type=_positive_number,
-            default=default_timeout,
-            metavar="S",
-            help=f"seconds --wait waits (default: {default_timeout:g})",
-        )
+        _add_timeout(action, default_timeout, "seconds --wait waits")
         action.set_defaults(func=func)
     start.add_argument(
         "--progress",
@@ -376,13 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait for the proxy's API, then have the hub put every missing route back "
         "(run whenever the proxy starts); fails if a running server is left without one",
     )
-    sync.add_argument(
-        "--timeout",
-        type=_positive_number,
-        default=60.0,
-        metavar="S",
-        help="seconds to wait for the proxy and the hub (default: 60)",
-    )
+    _add_timeout(sync, 60.0, "seconds to wait for the proxy and the hub")
     sync.set_defaults(func=cmd_proxy_sync)
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(
@@ -415,6 +510,45 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--credentials-file", required=True, metavar="PATH")
     init.add_argument("--hash-file", required=True, metavar="PATH")
     init.set_defaults(func=cmd_init_credentials)
+
+    checkup = commands.add_parser(
+        "health",
+        help="check the programs, the hub's API, the proxy's routes, the TLS certificate, "
+        "free disk space and the idle culler, changing nothing; prints a table and what to "
+        "do about each fault (exit 1 if there is one)",
+    )
+    checkup.add_argument(
+        "--certificate", metavar="PATH", help="the PEM certificate the proxy serves"
+    )
+    checkup.add_argument(
+        "--disk",
+        action="append",
+        metavar="PATH",
+        help="check the free space of this path's filesystem (repeatable)",
+    )
+    checkup.add_argument(
+        "--min-free-percent",
+        type=_positive_number,
+        default=health.HealthOptions.min_free_percent,
+        metavar="P",
+        help="less free space than this share is a fault (default: %(default)g)",
+    )
+    checkup.add_argument(
+        "--min-free-mb",
+        type=_positive_number,
+        default=health.HealthOptions.min_free_mb,
+        metavar="MB",
+        help="less free space than this many MiB is a fault (default: %(default)g)",
+    )
+    checkup.add_argument(
+        "--min-certificate-days",
+        type=_positive_int,
+        default=health.HealthOptions.min_certificate_days,
+        metavar="DAYS",
+        help="a certificate with fewer days left is a fault (default: %(default)d)",
+    )
+    checkup.add_argument("--json", action="store_true", help="print the rows as JSON")
+    checkup.set_defaults(func=cmd_health)
 
     check = commands.add_parser(
         "check-settings", help="validate a settings file; prints ok or the error (exit 2)"

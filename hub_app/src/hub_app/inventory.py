@@ -338,6 +338,81 @@ def user_accounts(v: Inventory) -> Iterator[SettingsError]:
     )
 
 
+# The hub's lists that would let a removed user back in: the hub adds allowed
+# users and admins to its database at every start, and a password hash (or the
+# initial admin's) lets them log in again.
+_HUB_LOGIN_VARIABLES = (
+    "jupyterhub_allowed_users",
+    "jupyterhub_admin_users",
+    "jupyterhub_password_hashes",
+    "jupyterhub_initial_admin",
+)
+
+
+@rule
+def users_absent(v: Inventory) -> Iterator[SettingsError]:
+    """Removals are explicit: a name is either kept or removed, and the hub forgets it too."""
+    kept = {account.get("name") for _, account in _entries(v, "users_accounts")}
+    seen: set[str] = set()
+    for index, login in enumerate(v.get("users_absent") or []):
+        name = f"users_absent[{index}]"
+        if not isinstance(login, str) or not SYSTEM_NAME_PATTERN.match(login):
+            yield SettingsError(
+                name,
+                f"{login!r} is not a login name: use lowercase letters, digits, '_' or '-' "
+                "(at most 32, starting with a letter or '_')",
+            )
+            continue
+        if login in RESERVED_ACCOUNTS:
+            yield SettingsError(
+                name,
+                f"{login!r} is a system account; none of {', '.join(RESERVED_ACCOUNTS)} "
+                "may be removed here",
+            )
+        elif login in seen:
+            yield SettingsError(name, f"{login!r} is listed twice; keep one")
+        elif login in kept:
+            yield SettingsError(
+                name,
+                f"{login!r} is in users_accounts too; a user is either kept or removed: "
+                "take the name out of users_accounts to remove the account, or out of "
+                "users_absent to keep it",
+            )
+        seen.add(login)
+        yield from _still_let_in(v, login, "users_absent")
+    # The jupyterhub role's own input, when it is set apart from users_absent.
+    extra = [
+        login
+        for login in v.get("jupyterhub_absent_users") or []
+        if login not in (v.get("users_absent") or [])
+    ]
+    for login in extra:
+        index = v["jupyterhub_absent_users"].index(login)
+        problems = list(_check(p.check_username, login, f"jupyterhub_absent_users[{index}]"))
+        yield from problems
+        if not problems:
+            yield from _still_let_in(v, login, "jupyterhub_absent_users")
+
+
+def _still_let_in(v: Inventory, login: str, listed_in: str) -> Iterator[SettingsError]:
+    """A problem for each of the hub's lists that still names a user being removed."""
+    for variable in _HUB_LOGIN_VARIABLES:
+        value = v.get(variable)
+        if isinstance(value, str):
+            where = variable if value == login else None
+        elif isinstance(value, dict):
+            where = f"{variable}.{login}" if login in value else None
+        else:
+            names = list(value or [])
+            where = f"{variable}[{names.index(login)}]" if login in names else None
+        if where:
+            yield SettingsError(
+                where,
+                f"names {login!r}, who is in {listed_in} (to be removed); the hub would let "
+                f"them log in again, so take {login!r} out of {variable} as well",
+            )
+
+
 # --- TLS -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from .hub import (
     ApiClientSettings,
     HubSettings,
     ProxySettings,
+    admin_role,
     check_logins,
     parse_api_client,
     parse_hub,
@@ -70,11 +71,14 @@ API_CLIENT_ROLE = "hub-app-cli"
 #                                  + read:servers (the servers dict, from `servers`)
 #   GET /users/{name}              read:users, read:servers
 #   POST/DELETE /users/{name}/server   servers (delete:servers is its subscope)
+#   DELETE /users/{name}           delete:users (`users remove`; JupyterHub 5 has it
+#                                  as a scope of its own, a subscope of admin:users)
 #   GET /proxy                     proxy
 #   POST /users/{name}/tokens      tokens
-# admin:users and admin:servers are deliberately absent: they add deleting users,
-# reading auth_state and writing server state, none of which the CLI does.
-API_CLIENT_SCOPES = ("list:users", "read:users", "servers", "proxy", "tokens")
+# admin:users and admin:servers are deliberately absent: they add creating and
+# renaming users, reading auth_state and writing server state, none of which the
+# CLI does.
+API_CLIENT_SCOPES = ("list:users", "read:users", "servers", "delete:users", "proxy", "tokens")
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,8 @@ def apply_settings(c: Any, settings: Settings) -> None:
 
     settings.authenticator.apply(c)
     c.Authenticator.allowed_users = set(settings.allowed_users)
-    c.Authenticator.admin_users = set(settings.admin_users)
+    # Admins are the admin role's members (load_roles below), not
+    # Authenticator.admin_users, which can only grant: see hub.admin_role.
     c.Authenticator.allow_all = settings.allow_all
     # The inventory is the one list of who may log in: with JupyterHub 5's default,
     # anyone once stored in the hub database would stay allowed after being removed
@@ -257,6 +262,7 @@ def apply_settings(c: Any, settings: Settings) -> None:
             "scopes": list(API_CLIENT_SCOPES),
             "services": [service_name],
         },
+        admin_role(settings.admin_users),
         *service_roles(settings.idle_culler, settings.metrics),
     ]
     apply_activity_reporting(c, settings.idle_culler)

@@ -18,6 +18,7 @@ __all__ = [
     "ApiClientSettings",
     "HubSettings",
     "ProxySettings",
+    "admin_role",
     "check_logins",
     "parse_api_client",
     "parse_hub",
@@ -118,3 +119,23 @@ def check_logins(
             "(not in allowed_users, and allow_all is false); add to allowed_users",
         )
     authenticator.check_users(allowed_users, allow_all)
+
+
+def admin_role(admin_users: frozenset[str]) -> dict[str, Any]:
+    """JupyterHub's built-in ``admin`` role, with exactly ``admin_users`` as its members.
+
+    ``Authenticator.admin_users`` can only grant: a name taken out of it stays an
+    admin in the hub's database (its help says so, JupyterHub 5.5). A member list
+    given for the admin role is exact at every start instead: JupyterHub makes the
+    listed users admins and sets ``admin = False`` on every other user
+    (``JupyterHub.init_role_assignment``), so the inventory is the one list of
+    admins, both ways. The role keeps JupyterHub's own scopes; services and groups
+    hold no admin role in this bundle, so their empty lists change nothing.
+
+    Args:
+        admin_users: The validated ``admin_users`` setting.
+
+    Returns:
+        A ``JupyterHub.load_roles`` entry.
+    """
+    return {"name": "admin", "users": sorted(admin_users)}
