@@ -38,7 +38,7 @@ from .primitives import SettingsError, check_username, read_secret_file
 from .services import (
     IdleCullerSettings,
     MetricsSettings,
-    apply_activity_reporting,
+    activity_environment,
     parse_idle_culler,
     parse_metrics,
     service_roles,
@@ -245,7 +245,7 @@ def apply_settings(c: Any, settings: Settings) -> None:
 
     # The spawner kind and its settings; every kind's servers log outside the
     # hub's output, so they outlive hub restarts (hub_app.spawner_settings).
-    apply_spawner(c, settings.spawner)
+    apply_spawner(c, settings.spawner, activity_environment(c, settings.idle_culler))
 
     service_name = settings.api_client.service_name
     c.JupyterHub.services = [
@@ -265,7 +265,6 @@ def apply_settings(c: Any, settings: Settings) -> None:
         admin_role(settings.admin_users),
         *service_roles(settings.idle_culler, settings.metrics),
     ]
-    apply_activity_reporting(c, settings.idle_culler)
 
 
 def apply_settings_file(c: Any, path: str | os.PathLike[str] = DEFAULT_SETTINGS_PATH) -> None:

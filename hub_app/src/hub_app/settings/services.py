@@ -23,6 +23,7 @@ __all__ = [
     "METRICS_SERVICE",
     "IdleCullerSettings",
     "MetricsSettings",
+    "activity_environment",
     "activity_interval",
     "parse_idle_culler",
     "parse_metrics",
@@ -189,15 +190,12 @@ def service_roles(culler: IdleCullerSettings, metrics: MetricsSettings) -> list[
     return roles
 
 
-def apply_activity_reporting(c: Any, culler: IdleCullerSettings) -> None:
-    """Report activity often enough for the culler's timeout (after the spawner's settings)."""
+def activity_environment(c: Any, culler: IdleCullerSettings) -> dict[str, str]:
+    """Report activity often enough for the culler's timeout.
+
+    Sets the hub's own interval (reading the proxy's routes) and returns the
+    servers' environment for theirs (jupyterhub-singleuser reads it).
+    """
     interval = activity_interval(culler.timeout) if culler.enabled else ACTIVITY_INTERVAL_DEFAULT
     c.JupyterHub.last_activity_interval = interval
-    # Servers read it from their environment (jupyterhub-singleuser); the docker
-    # kind has an environment of its own when it carries the CA bundle.
-    for spawner_class in ("Spawner", "HubDockerSpawner"):
-        if "environment" in c[spawner_class]:
-            c[spawner_class].environment = {
-                **c[spawner_class].environment,
-                "JUPYTERHUB_ACTIVITY_INTERVAL": str(interval),
-            }
+    return {"JUPYTERHUB_ACTIVITY_INTERVAL": str(interval)}

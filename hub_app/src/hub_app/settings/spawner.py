@@ -272,8 +272,15 @@ def parse_spawner(data: Any) -> SpawnerSettings:
     )
 
 
-def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
-    """Set the spawner class, the common traits, the limits and the form's fields."""
+def apply_spawner(
+    c: Any, spawner: SpawnerSettings, hub_environment: Mapping[str, str] | None = None
+) -> None:
+    """Set the spawner class, the common traits, the limits and the form's fields.
+
+    ``hub_environment``: variables the hub's own settings give every server (the
+    activity interval), beside the inventory's ``spawner.environment``.
+    """
+    environment = {**dict(spawner.environment), **(hub_environment or {})}
     c.JupyterHub.spawner_class = SPAWNER_KINDS[spawner.kind]
     # Every kind's servers log outside the hub's output (local: a file each;
     # systemd: the journal; docker: the engine), so they outlive hub restarts.
@@ -297,7 +304,7 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
     # How soon a server that died (killed, out of memory) shows as stopped and
     # loses its route.
     c.Spawner.poll_interval = spawner.poll_interval
-    c.Spawner.environment = dict(spawner.environment)
+    c.Spawner.environment = environment
     if spawner.mem_limit is not None:
         c.Spawner.mem_limit = spawner.mem_limit
     if spawner.cpu_limit is not None:
@@ -328,7 +335,7 @@ def apply_spawner(c: Any, spawner: SpawnerSettings) -> None:
             # images and git look; pip and requests are pointed at it too.
             volumes[docker.ca_bundle] = {"bind": CONTAINER_CA_BUNDLE, "mode": "ro"}
             c.HubDockerSpawner.environment = {
-                **dict(spawner.environment),
+                **environment,
                 "PIP_CERT": CONTAINER_CA_BUNDLE,
                 "REQUESTS_CA_BUNDLE": CONTAINER_CA_BUNDLE,
                 "SSL_CERT_FILE": CONTAINER_CA_BUNDLE,
