@@ -1,4 +1,4 @@
-"""The CLI against a real JupyterHub 5 and configurable-http-proxy on loopback.
+"""The CLI against a real JupyterHub and configurable-http-proxy on loopback.
 
 Laid out like production: the hub is configured only through ``apply_settings_file``
 with a settings file, and the proxy is a separate process that the hub does not

@@ -70,6 +70,7 @@ def run(
     )
 
 
+BACKUP = {"backup_repository": "/srv/backups/hub", "backup_password": "a-long-vault-password"}
 LDAP = {
     "jupyterhub_authenticator": "ldap",
     "jupyterhub_initial_admin": "",
@@ -803,6 +804,47 @@ BAD: dict[str, Case] = {
         blames="jupyterhub_spawner_docker_home",
         says="absolute path",
     ),
+    "backup repository relative": case(
+        BACKUP | {"backup_repository": "backups/hub"},
+        blames="backup_repository",
+        says="absolute local path",
+    ),
+    "backup repository unknown scheme": case(
+        BACKUP | {"backup_repository": "ftp://host/backups"},
+        blames="backup_repository",
+        says="sftp:",
+    ),
+    "backup repository inside what it backs up": case(
+        BACKUP | {"backup_repository": "/var/lib/jupyterhub/restic"},
+        blames="backup_repository",
+        says="inside jupyterhub_state_dir",
+    ),
+    "backup without a password": case(
+        BACKUP | {"backup_password": ""}, blames="backup_password", says="Ansible Vault"
+    ),
+    "backup password too short": case(
+        BACKUP | {"backup_password": "hunter2"}, blames="backup_password", says="12 characters"
+    ),
+    "backup schedule not cron": case(
+        BACKUP | {"backup_schedule": "daily at 3"}, blames="backup_schedule", says="five fields"
+    ),
+    "backup schedule without a repository": case(
+        {"backup_schedule": "15 3 * * *"}, blames="backup_schedule", says="backup_repository"
+    ),
+    "backup environment sets restic's password": case(
+        BACKUP | {"backup_environment": {"RESTIC_PASSWORD": "x" * 20}},
+        blames="backup_environment.RESTIC_PASSWORD",
+        says="backup_password",
+    ),
+    "backup retention negative": case(
+        BACKUP | {"backup_keep_weekly": -1}, blames="backup_keep_weekly", says="whole number"
+    ),
+    "backup local copies none": case(
+        {"backup_local_copies_keep": 0}, blames="backup_local_copies_keep", says="at least"
+    ),
+    "backup snapshot not an id": case(
+        {"backup_restore_snapshot": "yesterday"}, blames="backup_restore_snapshot", says="latest"
+    ),
 }
 
 
@@ -863,6 +905,18 @@ GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"hub.bind_url": "http://127.0.0.1:8090"},
     ),
     "ipv6 api": ({"proxy_api_ip": "::1", "jupyterhub_proxy_api_url": "http://[::1]:8001"}, {}),
+    "backups to a local disk, nightly, with homes": (
+        BACKUP | {"backup_schedule": "15 3 * * *", "backup_include_homes": True},
+        {},
+    ),
+    "backups to s3": (
+        BACKUP
+        | {
+            "backup_repository": "s3:s3.amazonaws.com/bucket/hub",
+            "backup_environment": {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret"},
+        },
+        {},
+    ),
 }
 
 

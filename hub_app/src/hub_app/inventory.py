@@ -141,6 +141,11 @@ PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?(\.post[0-9]+)?$")
 PROGRAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 OAUTH_KINDS = ("github", "oidc")
+# restic's repository locations: a local path, or one of its backends.
+RESTIC_BACKENDS = ("sftp:", "s3:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+MIN_BACKUP_PASSWORD = 12
+CRON_FIELD_PATTERN = re.compile(r"^[A-Za-z0-9*/,-]+$")
+SNAPSHOT_PATTERN = re.compile(r"^(latest|[0-9a-f]{8,64})$")
 # The longest certificate life Mozilla's intermediate TLS profile accepts.
 MAX_CERTIFICATE_DAYS = 366
 
@@ -643,6 +648,94 @@ def kernel_catalogue(v: Inventory) -> Iterator[SettingsError]:
                 "must name ipykernel exactly once (pinned, like ipykernel==7.4.0): it is what "
                 "runs the notebook's code",
             )
+
+
+# --- backups ---------------------------------------------------------------------
+
+
+@rule
+def backups(v: Inventory) -> Iterator[SettingsError]:
+    if "backup_repository" not in v.variables:
+        return  # the backup role is not part of this play
+    repository = v["backup_repository"]
+    configured = isinstance(repository, str) and repository != ""
+    if not isinstance(repository, str) or (
+        configured and not repository.startswith(("/", *RESTIC_BACKENDS))
+    ):
+        yield SettingsError(
+            "backup_repository",
+            f"is {repository!r}; give an absolute local path (a disk or a network mount) or a "
+            f"restic location starting with one of {', '.join(RESTIC_BACKENDS)}, or '' for no "
+            "backups",
+        )
+    elif repository.startswith("/"):
+        # A repository inside what it backs up would back itself up.
+        inside = [
+            name
+            for name in ("jupyterhub_config_dir", "jupyterhub_state_dir", "proxy_config_dir")
+            if isinstance(v.get(name), str)
+            and (repository.rstrip("/") + "/").startswith(v[name].rstrip("/") + "/")
+        ]
+        inside += [
+            f"users_accounts ({account.get('name')}'s home)"
+            for _, account in _entries(v, "users_accounts")
+            if v.get("backup_include_homes")
+            and repository.startswith(f"/home/{account.get('name')}/")
+        ]
+        for name in inside:
+            yield SettingsError(
+                "backup_repository",
+                f"{repository} is inside {name}, which is backed up: put the repository "
+                "elsewhere (another disk, a network mount, /var/backups/...)",
+            )
+    password = v.get("backup_password")
+    if configured and (not isinstance(password, str) or len(password) < MIN_BACKUP_PASSWORD):
+        yield SettingsError(
+            "backup_password",
+            f"must be at least {MIN_BACKUP_PASSWORD} characters with backup_repository set; "
+            "generate one (openssl rand -base64 24), keep it in Ansible Vault as "
+            "vault_backup_password, and a copy outside the hub host: nothing can be restored "
+            "without it",
+        )
+    for name, value in (v.get("backup_environment") or {}).items():
+        yield from _check(p.env_name, name, f"backup_environment.{name}")
+        if name in ("RESTIC_REPOSITORY", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE"):
+            yield SettingsError(
+                f"backup_environment.{name}",
+                "is set by the role from backup_repository and backup_password: remove it",
+            )
+        if not isinstance(value, str) or "\n" in value:
+            yield SettingsError(f"backup_environment.{name}", "must be a one-line string")
+    for name in ("backup_keep_daily", "backup_keep_weekly", "backup_keep_monthly"):
+        yield from _check(p.count, v[name], name, "0 to keep none of that period")
+    yield from _check(
+        p.at_least_one, v["backup_local_copies_keep"], "backup_local_copies_keep", "copies"
+    )
+    for index, path in enumerate(v.get("backup_extra_paths") or []):
+        yield from _check(p.absolute_path, path, f"backup_extra_paths[{index}]")
+    schedule = v["backup_schedule"]
+    fields = schedule.split() if isinstance(schedule, str) else []
+    if schedule != "" and (
+        len(fields) != 5 or not all(CRON_FIELD_PATTERN.match(f) for f in fields)
+    ):
+        yield SettingsError(
+            "backup_schedule",
+            f"is {schedule!r}; give cron's five fields (minute hour day month weekday), "
+            "like '15 3 * * *' for 03:15 every day, or '' for no schedule",
+        )
+    elif schedule != "" and not configured:
+        yield SettingsError(
+            "backup_schedule",
+            "is set but backup_repository is empty: set the repository (and backup_password) "
+            "too, or leave the schedule empty",
+        )
+    snapshot = v["backup_restore_snapshot"]
+    if not isinstance(snapshot, str) or not SNAPSHOT_PATTERN.match(snapshot):
+        yield SettingsError(
+            "backup_restore_snapshot",
+            f"is {snapshot!r}; give latest or a snapshot ID that `restic snapshots` lists "
+            "(8 to 64 hexadecimal digits)",
+        )
 
 
 # --- the hub: what the settings file cannot show -----------------------------------
