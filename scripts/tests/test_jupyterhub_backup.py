@@ -210,6 +210,20 @@ def test_backup_then_restore_onto_an_empty_host(hub):
 
 
 @needs_restic
+def test_a_rollback_replaces_the_upgraded_database(hub):
+    """restore.yml's replace path: the snapshot taken before an upgrade goes back over the hub."""
+    _, config, config_file = hub
+    before = run(config_file, "run", "--reason", "pre-upgrade")
+    with sqlite3.connect(config["database"]) as db:  # the upgrade, and a user added since
+        db.execute("INSERT INTO users (name) VALUES ('carol')")
+    db.close()
+    run(config_file, "run", "--reason", "scheduled")
+    restored = run(config_file, "restore-data", "--snapshot", before["snapshot_id"], "--replace")
+    assert restored["snapshot"].startswith(before["snapshot_id"][:8])
+    assert names(Path(config["database"])) == ["alice", "bob"]
+
+
+@needs_restic
 def test_wrong_password_is_never_taken_for_a_missing_repository(hub):
     root, _, config_file = hub
     run(config_file, "run")
