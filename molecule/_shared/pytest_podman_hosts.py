@@ -8,7 +8,17 @@ testinfra at its ``podman://`` backend instead: one ``podman exec`` per call.
 
 Load it with ``-p pytest_podman_hosts`` and this directory on PYTHONPATH
 (the ``verifier`` section of each scenario's molecule.yml does both).
+
+It also holds a scenario's checks until the machine is quiet when bin/test asks
+for it (MOLECULE_VERIFY_WAITS_FOR names a lock file): a scenario that measures
+how long users wait through faults deploys while lint and unit tests run, but
+checks only after they end.
 """
+
+import fcntl
+import os
+import sys
+import time
 
 import pytest
 from testinfra.utils.ansible_runner import AnsibleRunner
@@ -37,3 +47,23 @@ def pytest_configure(config: pytest.Config) -> None:
         urls.append(f"podman://{variables.get('ansible_host', name)}")
     option.connection = None
     option.hosts = ",".join(urls)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Wait for the lock bin/test holds while other work shares the machine.
+
+    Args:
+        session: the pytest session (unused: the lock is a file descriptor kept
+            open, shared, until pytest exits).
+    """
+    lock = os.environ.get("MOLECULE_VERIFY_WAITS_FOR")
+    if not lock:
+        return
+    started = time.monotonic()
+    descriptor = os.open(lock, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    print(
+        f"pytest_podman_hosts: waited {time.monotonic() - started:.0f} s for {lock} "
+        "(lint and unit tests) before checking",
+        file=sys.stderr,
+    )
