@@ -14,7 +14,9 @@ does. The bundle goes in as ``git archive REF`` (a fresh clone's files).
 1. Cold: ``./bin/deploy`` (it installs Ansible, then runs site.yml with the
    embedded inventory), timed whole, with Ansible's profile_tasks.
 2. Re-run: ``./bin/deploy`` again on the deployed host (changed=0 expected).
-3. The floor, in a second fresh container right after: the package installs
+3. The re-run's floor: as many module runs as the re-run's recap counts (ok),
+   each a ``stat`` of /, through the same Ansible on the same host.
+4. The cold run's floor, in a second fresh container: the package installs
    alone, the same packages at the same versions as the deploy installed them:
    ``apt-get update`` and ``apt-get install`` of every Debian package the deploy
    added, each virtual environment the deploy made (its ``pip freeze``,
@@ -47,7 +49,8 @@ CHP_PACKAGE_JSON = "*/node_modules/configurable-http-proxy/package.json"
 VERSION_OF = "python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"version\"])'"
 RECAP = re.compile(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 # profile_tasks' summary lines: "role : Task name ------ 12.34s"
-PROFILE_LINE = re.compile(r"^(.+?) -{3,} +(\d+\.\d+)s$", re.M)
+# (a name too long for the line leaves only the two dashes before the time)
+PROFILE_LINE = re.compile(r"^(.+?) ?-{2,} +(\d+\.\d+)s$", re.M)
 ENV = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
@@ -135,6 +138,26 @@ def deploy(container: str) -> tuple[float, str]:
     return seconds, output
 
 
+def ansible_floor(container: str, tasks: int) -> float:
+    """Seconds for ``tasks`` module runs that do nothing (``stat`` of /), through
+    the deploy's own Ansible and ansible.cfg on the same host: what any play of
+    that many tasks costs there before its modules do any work."""
+    play = "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n" + (
+        "    - ansible.builtin.stat: {path: /}\n" * tasks
+    )
+    podman("exec", "-i", container, "tee", f"{FLOOR_DIR}/noop.yml", stdin=play.encode())
+    return shell(
+        container,
+        f"cd {BUNDLE} && .venv-deploy/bin/ansible-playbook -i localhost, {FLOOR_DIR}/noop.yml",
+    )[0]
+
+
+def tasks_run(output: str) -> int:
+    """The module runs a recap counts (ok, which includes changed)."""
+    match = RECAP.findall(output)
+    return int(match[-1][0]) if match else 0
+
+
 def recap(output: str) -> str:
     match = RECAP.findall(output)
     if not match:
@@ -196,6 +219,8 @@ def main() -> int:
     installed_before = packages(host)
     cold, cold_output = deploy(host)
     again, again_output = deploy(host)
+    shell(host, f"mkdir -p {FLOOR_DIR}")
+    again_floor = ansible_floor(host, tasks_run(again_output))
     added = sorted(packages(host) - installed_before)  # name=version: the same versions
     venvs = {path: frozen_requirements(host, path) for path in virtual_environments(host)}
     find_chp = f"find / -xdev -path '{CHP_PACKAGE_JSON}' -exec {VERSION_OF} {{}} \\; -quit"
@@ -233,6 +258,9 @@ def main() -> int:
         f"{cold / floor_total:.2f} |",
         *[f"| - {name} | {seconds:.0f} | |" for name, seconds in floor_times.items()],
         f"| `./bin/deploy` re-run | {again:.0f} | {recap(again_output)} |",
+        f"| the floor: {tasks_run(again_output)} module runs that do nothing (`stat` of /), "
+        f"same Ansible, same host | {again_floor:.0f} | "
+        f"re-run / floor = {again / again_floor:.2f} |",
         "",
         "Slowest tasks, cold:",
         "",
