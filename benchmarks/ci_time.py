@@ -85,16 +85,23 @@ def stage_table(output: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="HEAD", help="the commit to clone and run")
-    parser.add_argument(
-        "--results", type=Path, default=REPO / "benchmarks" / "results" / "ci-time.md"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the clone and its logs")
+def benchmark_arguments(
+    doc: str, results: str, ref_help: str, keep_help: str
+) -> tuple[argparse.Namespace, str]:
+    """The options of a benchmark that runs a commit of this repository and
+    appends to a results file (--ref, --results, --keep), and REF's commit."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--ref", default="HEAD", help=ref_help)
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / results)
+    parser.add_argument("--keep", action="store_true", help=keep_help)
     args = parser.parse_args()
+    return args, command_output(["git", "-C", str(REPO), "rev-parse", args.ref])
 
-    commit = command_output(["git", "-C", str(REPO), "rev-parse", args.ref])
+
+def main() -> int:
+    args, commit = benchmark_arguments(
+        __doc__, "ci-time.md", "the commit to clone and run", "keep the clone and its logs"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="ci-time-"))
     clone = workdir / "clone"
     log = workdir / "ci-run.log"

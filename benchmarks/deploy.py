@@ -29,7 +29,6 @@ commands, the three times, the recaps and each run's slowest tasks.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import re
@@ -37,9 +36,8 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from ci_time import CONTAINERS_CONF, REPO, command_output, machine, what_else_runs
+from ci_time import CONTAINERS_CONF, REPO, benchmark_arguments, machine, what_else_runs
 
 IMAGE = "localhost/jupyterhub-bundle-test:debian12"
 BUNDLE = "/root/jupyterhub-bundle"
@@ -189,21 +187,15 @@ def floor(container: str, added: list[str], venvs: dict[str, str], npm: dict[str
     for name, version in npm.items():
         times[f"npm install {name}@{version}"] = shell(
             container,
-            f"npm install -g --prefix /tmp/floor-npm {name}@{version} --no-fund --no-audit",
+            f"npm install -g --prefix {FLOOR_DIR}/npm {name}@{version} --no-fund --no-audit",
         )[0]
     return times
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="HEAD", help="the commit to deploy")
-    parser.add_argument(
-        "--results", type=Path, default=REPO / "benchmarks" / "results" / "deploy.md"
+    args, commit = benchmark_arguments(
+        __doc__, "deploy.md", "the commit to deploy", "keep the containers"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the containers")
-    args = parser.parse_args()
-
-    commit = command_output(["git", "-C", str(REPO), "rev-parse", args.ref])
     subprocess.run([str(REPO / "scripts" / "build-test-image"), "debian12"], check=True, env=ENV)  # noqa: S603
     started_at = datetime.datetime.now(datetime.UTC)
     before = what_else_runs()

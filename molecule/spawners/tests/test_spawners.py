@@ -20,6 +20,7 @@ from hub_client import (
     hub_url,
     log_in,
     run_code,
+    run_playbook,
     save_certificate,
     user_token,
 )
@@ -96,10 +97,13 @@ def test_the_base_image_was_pulled_from_the_registry(host):
     assert f"{BASE_IMAGE.rsplit(':', 1)[0]}@sha256:" in digests
 
 
-def test_a_changed_image_and_the_image_built_from_it_were_rebuilt(host):
+def test_a_changed_image_and_the_image_built_from_it_are_rebuilt(host):
     if kind(host) != "docker":
         pytest.skip("docker platform only")
-    # side_effect.yml changed FIRST_IMAGE's Containerfile only (its revision).
+    # An operator's later change: FIRST_IMAGE's Containerfile only (its
+    # revision, molecule.yml), deployed to this host again.
+    result = run_playbook(host, "site.yml", {"spawners_lab_revision": 2})
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     for image in (FIRST_IMAGE, SECOND_IMAGE):
         revision = host.check_output(
             f"podman run --rm --network host {image} cat /etc/spawn-lab-revision"
