@@ -94,6 +94,36 @@ def test_copy_of_a_missing_database_says_so(tmp_path):
         backup.copy_database(tmp_path / "none.sqlite", tmp_path / "copy.sqlite")
 
 
+def count_users(database: Path) -> dict:
+    """``count-users`` as restore.yml runs it: no configuration file exists yet."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--config",
+            "/nonexistent",
+            "count-users",
+            "--database",
+            str(database),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_count_users_before_anything_is_installed(tmp_path):
+    database = tmp_path / "jupyterhub.sqlite"
+    assert count_users(database) == {"users": 0}  # no hub here yet
+    make_database(database, ["alice", "bob"])
+    assert count_users(database) == {"users": 2}
+    database.write_bytes(b"not a database" * 100)
+    # Unreadable: null, which restore.yml treats as a hub with users.
+    assert count_users(database) == {"users": None}
+    assert backup.database_holds_users(database)
+
+
 def test_paths_inside_others_are_left_to_them(tmp_path):
     (tmp_path / "etc" / "tls").mkdir(parents=True)
     (tmp_path / "state").mkdir()

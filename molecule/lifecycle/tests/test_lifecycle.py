@@ -289,6 +289,24 @@ def test_restore_onto_a_fresh_host(certificate):
     check_users_work(fresh, certificate, server_running=True)
 
 
+def test_a_restore_over_a_hub_with_users_is_refused(certificate):
+    """Without backup_restore_replace, restore.yml stops before any change."""
+    fresh = new_host()
+    result = run_playbook(
+        fresh,
+        "playbooks/restore.yml",
+        NEW_PINS | {"backup_restore_host": OLD},
+        "-i",
+        restore_inventory(),
+    )
+    output = result.stdout + result.stderr  # (the failed task's message is on stderr)
+    assert result.returncode != 0, output[-4000:]
+    assert re.search(r"already holds [1-9]\d* hub users", output), output[-4000:]
+    assert "backup_restore_replace=true" in output
+    assert recap_changed(output) == 0
+    assert api_version(fresh, certificate) == NEW_PINS["jupyterhub_version"]
+
+
 def test_uninstall_leaves_a_clean_host():
     fresh = new_host()
     started = time.monotonic()

@@ -178,14 +178,20 @@ def copy_database(source: Path, target: Path) -> int:
     return target.stat().st_size
 
 
-def database_holds_users(path: Path) -> bool:
+def count_users(path: Path) -> int | None:
+    """The hub users in the database at ``path``: 0 without one, None if unreadable."""
     if not path.is_file():
-        return False
+        return 0
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT count(*) FROM users").fetchone()[0] > 0
+            return db.execute("SELECT count(*) FROM users").fetchone()[0]
     except sqlite3.Error:
-        return True  # unreadable: never overwrite what cannot be checked
+        return None
+
+
+def database_holds_users(path: Path) -> bool:
+    users = count_users(path)
+    return users is None or users > 0  # unreadable: never overwrite what cannot be checked
 
 
 # ------------------------------------------------------------------ manifest ---
@@ -426,6 +432,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--reason", default="manual", help="a tag: manual, scheduled, pre-upgrade")
     copy = commands.add_parser("copy-database", help="an online copy of the database, kept locally")
     copy.add_argument("--label", required=True)
+    # Before anything is installed (restore.yml sends this file with
+    # ansible.builtin.script): needs no configuration.
+    count = commands.add_parser(
+        "count-users", help="the hub users in a database (null: unreadable)"
+    )
+    count.add_argument("--database", type=Path, required=True)
     for name in ("find-snapshot", "restore-data", "restore-homes"):
         sub = commands.add_parser(name)
         sub.add_argument("--snapshot", default="latest")
@@ -444,6 +456,7 @@ COMMANDS = {
     "restore-data": cmd_restore_data,
     "restore-homes": cmd_restore_homes,
 }
+WITHOUT_CONFIG = {"count-users": lambda args: {"users": count_users(args.database)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,7 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.umask(0o077)
     try:
-        result = COMMANDS[args.command](load_config(args.config), args)
+        if args.command in WITHOUT_CONFIG:
+            result = WITHOUT_CONFIG[args.command](args)
+        else:
+            result = COMMANDS[args.command](load_config(args.config), args)
     except BackupError as error:
         print(json.dumps({"failed": True, "msg": str(error)}))
         print(f"jupyterhub-backup: {error}", file=sys.stderr)
