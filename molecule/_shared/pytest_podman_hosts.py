@@ -1,10 +1,13 @@
-"""Pytest plugin: run Molecule's testinfra checks over ``podman exec``.
+"""Pytest plugin: run Molecule's testinfra checks in the containers directly.
 
 Molecule hands testinfra ``--connection=ansible`` and its inventory. The
-podman driver's ``ansible_connection: podman`` is not one testinfra can map to
-its own backends, so every ``host.run()`` would start an ``ansible`` process
+scenarios' ``ansible_connection: podman_nsenter`` is not one testinfra can map
+to its own backends, so every ``host.run()`` would start an ``ansible`` process
 (about a second each). This plugin reads the same inventory and points
-testinfra at its ``podman://`` backend instead: one ``podman exec`` per call.
+testinfra at ``podman://`` hosts instead, and runs those through nsenter, as
+the scenarios' Ansible does (container_namespaces.py: about 4 ms a command where
+``podman exec`` takes 180 ms). ``podman://NAME`` keeps its meaning, a running
+podman container, for every test, ``testinfra.get_host`` included.
 
 Load it with ``-p pytest_podman_hosts`` and this directory on PYTHONPATH
 (the ``verifier`` section of each scenario's molecule.yml does both).
@@ -17,13 +20,47 @@ checks only after they end.
 
 import fcntl
 import os
+import subprocess
 import sys
 import time
+from typing import Any
 
+import container_namespaces
 import pytest
+import testinfra.backend
+from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-PODMAN_CONNECTIONS = {"podman", "containers.podman.podman", "podman_pipelined"}
+PODMAN_CONNECTIONS = {"podman", "containers.podman.podman", "podman_nsenter"}
+
+
+class NsenterBackend(BaseBackend):
+    """testinfra's ``podman://`` hosts, entered with nsenter."""
+
+    NAME = "podman"
+
+    def __init__(self, name: str, *args: Any, **kwargs: Any):
+        self.name, self.user = self.parse_containerspec(name)
+        super().__init__(self.name, *args, **kwargs)
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> CommandResult:
+        """Run a shell command in the container, as testinfra's podman backend does."""
+        shell_command = self.get_command(command, *args)
+        try:
+            argv, environment = container_namespaces.command(
+                self.name, ["/bin/sh", "-c", shell_command], self.user
+            )
+        except container_namespaces.ContainerNotRunning as error:
+            return self.result(125, self.encode(shell_command), b"", str(error).encode())
+        completed = subprocess.run(  # noqa: S603 -- nsenter, then the test's command
+            argv, env=environment, stdin=subprocess.DEVNULL, capture_output=True, check=False
+        )
+        return self.result(
+            completed.returncode, self.encode(shell_command), completed.stdout, completed.stderr
+        )
+
+
+testinfra.backend.BACKENDS["podman"] = f"{__name__}.NsenterBackend"
 
 
 @pytest.hookimpl(trylast=True)
