@@ -7,18 +7,25 @@ Run on a hub host (or pipe into a test container) as root with the hub's Python:
         --runs 10 < benchmarks/spawn_latency.py
 
 For each run it asks the hub's REST API to start USER's server (the request
-``hub-app server start`` sends), times until the hub reports it ready, then stops
-it and waits until it is gone; the server's options are the hub's defaults (an
+``hub-app server start`` sends), times until the hub's progress event stream says
+it is ready (what the spawn page waits for), then stops it and waits until it is
+gone; the server's options are the hub's defaults (an
 empty options form). Then it starts ``jupyterhub-singleuser`` by hand, as USER,
 with the same environment a spawner gives it (a real token of USER's), and times
-until its API answers: the floor any spawner adds to. With the docker spawner it
+until its API answers (polled every 50 ms): the floor any spawner adds to. The
+two alternate, run by run, so both see the same load. With the docker spawner it
 also starts the default image's server by hand (``podman run``, the host's network,
 the same environment): the floor of a container start. Prints a Markdown table.
+
+With --bare-variants it times only bare starts, of each variant in turn (another
+environment's Python, extra server arguments, another PATH): what a part of the
+start costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import pwd
@@ -26,12 +33,17 @@ import socket
 import statistics
 import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import requests
 from hub_app.api import HubClient
 from hub_app.settings import load_settings, read_secret_file
 
 PODMAN = "/usr/bin/podman"
+# A variant of the bare start: {"python": another environment's interpreter,
+# "args": extra server arguments, "path": the server's PATH}; all optional.
+Variant = dict[str, Any]
 
 
 def free_port() -> int:
@@ -40,16 +52,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_spawns(client: HubClient, user: str, runs: int, timeout: float) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.monotonic()
-        client.start_server(user)
-        client.wait_for_server(user, "ready", timeout=timeout)
-        times.append(time.monotonic() - start)
-        client.stop_server(user)
-        client.wait_for_server(user, "stopped", timeout=timeout)
-    return times
+def time_spawn(client: HubClient, user: str, timeout: float) -> float:
+    """Seconds from the start request until the spawn page would see "ready".
+
+    The spawn page learns it from the hub's progress event stream, as soon as
+    the hub marks the server ready; reading the same stream here adds no poll
+    interval to the figure.
+    """
+    start = time.monotonic()
+    if client.start_server(user) != 201:
+        for event in client.iter_progress(user, timeout):
+            if event.get("failed"):
+                raise RuntimeError(f"the spawn failed: {event.get('message')}")
+            if event.get("ready"):
+                break
+    elapsed = time.monotonic() - start
+    client.wait_for_server(user, "ready", timeout=timeout)
+    client.stop_server(user)
+    client.wait_for_server(user, "stopped", timeout=timeout)
+    return elapsed
 
 
 def server_env(settings, user: str, token: str, port: int) -> dict[str, str]:
@@ -80,16 +101,29 @@ def wait_until_answering(url: str, start: float, timeout: float) -> float:
         time.sleep(0.05)
 
 
-def start_bare(settings, user: str, token: str, port: int) -> subprocess.Popen:
-    """``jupyterhub-singleuser`` started by hand as USER on ``port``, as a spawner would."""
+def start_bare(
+    settings, user: str, token: str, port: int, variant: Variant | None = None
+) -> subprocess.Popen:
+    """``jupyterhub-singleuser`` started by hand as USER on ``port``, as a spawner would.
+
+    ``variant`` starts it with another environment's Python and extra arguments.
+    """
     account = pwd.getpwnam(user)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": account.pw_dir,
         **server_env(settings, user, token, port),
     }
-    return subprocess.Popen(  # noqa: S603 -- our own fixed command
-        [settings.spawner.cmd[0], f"--port={port}", "--ip=127.0.0.1"],
+    server = settings.spawner.cmd[0]
+    program, extra = [server], []
+    if variant is not None:
+        extra = variant.get("args", [])
+        env["PATH"] = variant.get("path", env["PATH"])
+        if variant.get("python"):
+            python = Path(variant["python"])
+            program = [str(python), str(python.parent / Path(server).name)]
+    return subprocess.Popen(  # noqa: S603 -- the hub's own server command
+        [*program, f"--port={port}", "--ip=127.0.0.1", *extra],
         env=env,
         cwd=account.pw_dir,
         user=account.pw_uid,
@@ -99,20 +133,18 @@ def start_bare(settings, user: str, token: str, port: int) -> subprocess.Popen:
     )
 
 
-def time_bare(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
-    times = []
-    for _ in range(runs):
-        port = free_port()
-        start = time.monotonic()
-        process = start_bare(settings, user, token, port)
-        try:
-            times.append(
-                wait_until_answering(f"http://127.0.0.1:{port}/user/{user}/api", start, timeout)
-            )
-        finally:
-            process.terminate()
-            process.wait(30)
-    return times
+def time_bare(
+    settings, user: str, token: str, timeout: float, variant: Variant | None = None
+) -> float:
+    """Seconds until a server started by hand answers its API (then it is stopped)."""
+    port = free_port()
+    start = time.monotonic()
+    process = start_bare(settings, user, token, port, variant)
+    try:
+        return wait_until_answering(f"http://127.0.0.1:{port}/user/{user}/api", start, timeout)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def time_bare_container(settings, user: str, token: str, runs: int, timeout: float) -> list[float]:
@@ -159,6 +191,20 @@ def time_bare_container(settings, user: str, token: str, runs: int, timeout: flo
     return times
 
 
+def compare_bare_variants(settings, args, token: str, variants: dict[str, Variant]) -> None:
+    """Time bare starts of each variant, taking turns run by run; print a table."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.runs):
+        for name, variant in variants.items():
+            times[name].append(time_bare(settings, args.user, token, args.timeout, variant))
+    print(f"host: {platform.node()}, {os.cpu_count()} CPUs")
+    print()
+    print("| what | runs | median s | worst s | best s |")
+    print("|---|---|---|---|---|")
+    for name, values in times.items():
+        print(row(f"bare jupyterhub-singleuser, {name}", values))
+
+
 def row(name: str, times: list[float]) -> str:
     return (
         f"| {name} | {len(times)} | {statistics.median(times):.2f} | {max(times):.2f} "
@@ -173,27 +219,36 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--settings", default="/etc/jupyterhub/hub_app.json")
     parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument(
+        "--bare-variants",
+        metavar="JSON",
+        help='only bare starts, of each variant in turn: {"name": {"python", "args", "path"}}',
+    )
     args = parser.parse_args()
     settings = load_settings(args.settings)
     token = read_secret_file(settings.api_client.token_file, "api_client.token_file")
     with HubClient(settings.hub_api_url, token) as client:
-        spawns = time_spawns(client, args.user, args.runs, args.timeout)
+        token = client.create_token(args.user, note="spawn-latency benchmark", expires_in=3600)
+        if args.bare_variants:
+            compare_bare_variants(settings, args, token["token"], json.loads(args.bare_variants))
+            return
+        # Side by side: each run starts through the hub, then by hand, so both
+        # see the same load on a noisy machine.
+        spawns, bares = [], []
+        for _ in range(args.runs):
+            spawns.append(time_spawn(client, args.user, args.timeout))
+            if not args.skip_bare:
+                bares.append(time_bare(settings, args.user, token["token"], args.timeout))
         rows = [(f"spawn through the hub ({settings.spawner.kind})", spawns)]
-        if not args.skip_bare:
-            token = client.create_token(args.user, note="spawn-latency benchmark", expires_in=3600)[
-                "token"
-            ]
-            rows.append(
-                (
-                    "bare jupyterhub-singleuser",
-                    time_bare(settings, args.user, token, args.runs, args.timeout),
-                )
-            )
+        if bares:
+            rows.append(("bare jupyterhub-singleuser", bares))
             if settings.spawner.kind == "docker":
                 rows.append(
                     (
                         f"bare podman run of {settings.spawner.docker.images[0]}",
-                        time_bare_container(settings, args.user, token, args.runs, args.timeout),
+                        time_bare_container(
+                            settings, args.user, token["token"], args.runs, args.timeout
+                        ),
                     )
                 )
     print(f"host: {platform.node()}, {os.cpu_count()} CPUs, spawner {settings.spawner.kind}")
@@ -202,6 +257,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, times in rows:
         print(row(name, times))
+    if bares:
+        print()
+        print(
+            f"spawn / bare: median {statistics.median(spawns) / statistics.median(bares):.2f}, "
+            f"worst {max(spawns) / max(bares):.2f} "
+            f"(worst spawn / median bare {max(spawns) / statistics.median(bares):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -390,11 +390,15 @@ class StartQueueMixin(LoggingConfigurable):
                 raise RuntimeError(f"the server exited (status {status}) before it answered")
             return False
 
+        # Every 0.1 s on average (random waits of up to 0.2 s): the spawn page
+        # learns the server is ready about 0.1 s after it answers. Only the
+        # servers in their turn ask (start_slots at a time), so a class starting
+        # at once does not multiply these requests.
         await exponential_backoff(
             answers,
             f"{url} did not answer within {self.http_timeout} s",
-            start_wait=0.1,
-            max_wait=1.0,
+            start_wait=0.05,
+            max_wait=0.2,
             timeout=self.http_timeout,
             timeout_tolerance=0,  # the operator's http_timeout, not ±10 %
         )
