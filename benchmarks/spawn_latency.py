@@ -106,7 +106,8 @@ def start_bare(
 ) -> subprocess.Popen:
     """``jupyterhub-singleuser`` started by hand as USER on ``port``, as a spawner would.
 
-    ``variant`` starts it with another environment's Python and extra arguments.
+    ``variant`` starts it with another environment's Python, extra arguments or
+    another PATH.
     """
     account = pwd.getpwnam(user)
     env = {
@@ -197,19 +198,23 @@ def compare_bare_variants(settings, args, token: str, variants: dict[str, Varian
     for _ in range(args.runs):
         for name, variant in variants.items():
             times[name].append(time_bare(settings, args.user, token, args.timeout, variant))
-    print(f"host: {platform.node()}, {os.cpu_count()} CPUs")
+    print_table(
+        f"host: {platform.node()}, {os.cpu_count()} CPUs",
+        [(f"bare jupyterhub-singleuser, {name}", values) for name, values in times.items()],
+    )
+
+
+def print_table(heading: str, rows: list[tuple[str, list[float]]]) -> None:
+    """Print ``heading``, then one Markdown row of median, worst and best per row."""
+    print(heading)
     print()
     print("| what | runs | median s | worst s | best s |")
     print("|---|---|---|---|---|")
-    for name, values in times.items():
-        print(row(f"bare jupyterhub-singleuser, {name}", values))
-
-
-def row(name: str, times: list[float]) -> str:
-    return (
-        f"| {name} | {len(times)} | {statistics.median(times):.2f} | {max(times):.2f} "
-        f"| {min(times):.2f} |"
-    )
+    for name, times in rows:
+        print(
+            f"| {name} | {len(times)} | {statistics.median(times):.2f} | {max(times):.2f} "
+            f"| {min(times):.2f} |"
+        )
 
 
 def main() -> None:
@@ -251,12 +256,9 @@ def main() -> None:
                         ),
                     )
                 )
-    print(f"host: {platform.node()}, {os.cpu_count()} CPUs, spawner {settings.spawner.kind}")
-    print()
-    print("| what | runs | median s | worst s | best s |")
-    print("|---|---|---|---|---|")
-    for name, times in rows:
-        print(row(name, times))
+    print_table(
+        f"host: {platform.node()}, {os.cpu_count()} CPUs, spawner {settings.spawner.kind}", rows
+    )
     if bares:
         print()
         print(
