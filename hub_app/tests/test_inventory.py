@@ -148,7 +148,73 @@ def kernel(**entry: Any) -> dict[str, Any]:
     }
 
 
+# A hub that is not root: the role renders the mediator's path into the settings.
+UNPRIVILEGED = {"jupyterhub_hub_user": "jupyterhub"}
+UNPRIVILEGED_SETTINGS = {"spawner.sudospawner": "/opt/jupyterhub/venv/bin/sudospawner"}
+
 BAD: dict[str, Case] = {
+    "hub account not a name": case(
+        {"jupyterhub_hub_user": "Hub User"}, blames="jupyterhub_hub_user", says="not a user"
+    ),
+    "hub account is the proxy's": case(
+        {"jupyterhub_hub_user": "jupyterhub-proxy"},
+        blames="jupyterhub_hub_user",
+        says="is already proxy_user",
+    ),
+    "hub account is a system account": case(
+        {"jupyterhub_hub_user": "daemon"},
+        blames="jupyterhub_hub_user",
+        says="system account of its own",
+    ),
+    "hub account is the users' group": case(
+        {"jupyterhub_hub_user": "jupyterhub-users"},
+        blames="jupyterhub_hub_user",
+        says="already users_group",
+    ),
+    "hub account is a user's": case(
+        UNPRIVILEGED | {"users_accounts": [{"name": "jupyterhub"}]},
+        UNPRIVILEGED_SETTINGS,
+        blames="jupyterhub_hub_user",
+        says="also an account in users_accounts",
+    ),
+    "unprivileged hub with systemd": case(
+        UNPRIVILEGED | {"jupyterhub_spawner_kind": "systemd"},
+        UNPRIVILEGED_SETTINGS | {"spawner.kind": "systemd"},
+        blames="jupyterhub_hub_user",
+        says="jupyterhub_spawner_kind 'systemd' needs a root hub",
+    ),
+    "unprivileged hub with docker": case(
+        UNPRIVILEGED | DOCKER,
+        UNPRIVILEGED_SETTINGS | DOCKER_SETTINGS,
+        blames="jupyterhub_hub_user",
+        says="the container engine's socket",
+    ),
+    "unprivileged hub with pam": case(
+        UNPRIVILEGED | {"jupyterhub_authenticator": "pam"},
+        UNPRIVILEGED_SETTINGS,
+        blames="jupyterhub_authenticator",
+        says="jupyterhub_hub_user is 'jupyterhub', not root",
+    ),
+    "unprivileged hub cloning repositories": case(
+        UNPRIVILEGED | {"jupyterhub_spawner_form_git_hosts": ["github.com"]},
+        UNPRIVILEGED_SETTINGS | {"spawner.options_form.git_hosts": ["github.com"]},
+        blames="jupyterhub_spawner_form_git_hosts",
+        says="(jupyterhub_hub_user) cannot do",
+    ),
+    "unprivileged hub with the culler's log in a shared directory": case(
+        UNPRIVILEGED
+        | {
+            "jupyterhub_idle_culler_enabled": True,
+            "jupyterhub_idle_culler_log_file": "/var/log/c.log",
+        },
+        UNPRIVILEGED_SETTINGS
+        | {"idle_culler.enabled": True, "idle_culler.log_file": "/var/log/c.log"},
+        blames="jupyterhub_idle_culler_log_file",
+        says="must be a directory of its own",
+    ),
+    "users group not a name": case(
+        {"users_group": "hub users"}, blames="users_group", says="not a user or group name"
+    ),
     # --- ports and addresses
     "https port out of range": case(
         {"proxy_https_port": 70000}, blames="proxy_https_port", says="1 to 65535"
@@ -866,6 +932,7 @@ def test_the_default_inventory_passes():
 
 
 GOOD: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "a hub that is not root": (UNPRIVILEGED, UNPRIVILEGED_SETTINGS),
     "ldap": (LDAP, LDAP_SETTINGS),
     "github": (GITHUB, GITHUB_SETTINGS),
     "oidc from the issuer": (OIDC, OIDC_SETTINGS),

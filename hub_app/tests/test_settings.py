@@ -326,7 +326,7 @@ def test_apply_settings(settings_data, secrets_dir, password_hashes):
     assert c.Authenticator.allow_all is False
     assert c.Authenticator.allow_existing_users is False
     assert c.JupyterHub.spawner_class == "hub_app.spawners.LoggingLocalProcessSpawner"
-    assert c.LoggingLocalProcessSpawner.log_dir == settings_data["spawner"]["log_dir"]
+    assert c.LocalServerMixin.log_dir == settings_data["spawner"]["log_dir"]
     assert c.Spawner.cmd == ["/opt/jupyterhub/venv/bin/jupyterhub-singleuser"]
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.notebook_dir == "~"

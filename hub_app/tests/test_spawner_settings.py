@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import pytest
 from traitlets.config import Config
@@ -10,6 +11,9 @@ from traitlets.config import Config
 from hub_app.settings import SettingsError, apply_settings, parse_settings
 
 DOCKER = {"api_url": "unix:///run/podman/podman.sock", "images": ["localhost/lab:1"]}
+# Any file that exists stands in for sudospawner's mediator (the settings check
+# only that it is there).
+MEDIATOR = sys.executable
 
 
 def _with(**spawner):
@@ -81,6 +85,27 @@ BAD = {
         _with(options_form={"git_hosts": ["https://github.com"]}),
         "spawner.options_form.git_hosts[0]",
         "not a valid host name",
+    ),
+    "sudo-relative": (
+        _with(sudospawner="bin/sudospawner"),
+        "spawner.sudospawner",
+        "absolute path",
+    ),
+    "sudo-not-text": (_with(sudospawner=True), "spawner.sudospawner", "must be a string"),
+    "sudo-systemd": (
+        _with(kind="systemd", sudospawner=MEDIATOR),
+        "spawner.sudospawner",
+        "spawner.kind 'systemd' needs a root hub",
+    ),
+    "sudo-docker": (
+        _with(kind="docker", docker=DOCKER, sudospawner=MEDIATOR),
+        "spawner.sudospawner",
+        "spawner.kind 'docker' needs a root hub",
+    ),
+    "sudo-git": (
+        _with(sudospawner=MEDIATOR, options_form={"git_hosts": ["github.com"]}),
+        "spawner.options_form.git_hosts",
+        "cannot do: its sudo rule runs sudospawner's mediator only",
     ),
     "form-reserved": (
         _with(options_form={"environment_overridable": ["JUPYTERHUB_API_TOKEN"]}),
@@ -189,3 +214,23 @@ def test_the_start_queue_settings_reach_the_spawners(settings_data, queue, expec
 def test_without_kind_the_spawner_is_local(settings_data):
     settings_data["spawner"].pop("kind", None)
     assert parse_settings(settings_data).spawner.kind == "local"
+
+
+def test_a_hub_that_is_not_root_starts_servers_through_sudospawner(settings_data):
+    settings_data["spawner"].update(sudospawner=MEDIATOR, nice=5)
+    c = Config()
+    apply_settings(c, parse_settings(settings_data))
+    assert c.JupyterHub.spawner_class == "hub_app.spawners.LoggingSudoSpawner"
+    assert c.SudoSpawner.sudospawner_path == MEDIATOR
+    # What the sudoers rule allows, argument for argument.
+    assert c.SudoSpawner.sudo_args == ["-nH"]
+    assert c.SudoSpawner.mediator_log_level == "INFO"
+    assert c.LocalServerMixin.log_dir == settings_data["spawner"]["log_dir"]
+    assert c.StartQueueMixin.nice == 5
+
+
+def test_on_the_host_the_mediator_must_exist(settings_data, tmp_path):
+    settings_data["spawner"]["sudospawner"] = str(tmp_path / "sudospawner")
+    with pytest.raises(SettingsError, match="does not exist") as raised:
+        parse_settings(settings_data, on_host=True)
+    assert raised.value.setting == "spawner.sudospawner"

@@ -16,6 +16,7 @@ from traitlets.config import Config
 from hub_app.spawners import (
     HubDockerSpawner,
     LoggingLocalProcessSpawner,
+    LoggingSudoSpawner,
     _is_server_process,
     open_server_log,
 )
@@ -55,9 +56,59 @@ def test_an_unknown_account_is_refused(tmp_path):
         open_server_log(tmp_path, "no-such-user-here")
 
 
-def test_log_dir_must_be_absolute():
-    with pytest.raises(ValueError, match=r"LoggingLocalProcessSpawner\.log_dir"):
-        LoggingLocalProcessSpawner(log_dir="relative/logs")
+@pytest.mark.parametrize("spawner_class", [LoggingLocalProcessSpawner, LoggingSudoSpawner])
+def test_log_dir_must_be_absolute(spawner_class):
+    with pytest.raises(ValueError, match=rf"{spawner_class.__name__}\.log_dir"):
+        spawner_class(log_dir="relative/logs")
+
+
+def test_the_sudo_process_logs_to_the_server_s_file_at_the_configured_niceness(tmp_path):
+    """What the mediator hands the server: the log file as standard error, and the niceness.
+
+    The process here stands in for ``sudo ... sudospawner`` (sudo keeps both);
+    the molecule scenario `default` runs the real one.
+    """
+    import subprocess
+
+    spawner = LoggingSudoSpawner(nice=6, log_dir=str(tmp_path))
+    before = os.nice(0)
+    spawner._server_log = open_server_log(tmp_path, ME)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys; print(os.nice(0)); print('to the log', file=sys.stderr)",
+            ],
+            preexec_fn=spawner.make_preexec_fn(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        spawner._server_log.close()
+        spawner._server_log = None
+    assert int(result.stdout) == before + 6
+    assert result.stderr == ""
+    assert (tmp_path / f"{ME}.log").read_text() == "to the log\n"
+    # A signal's mediator (no start under way) keeps the pipe its errors are read from.
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; print('error', file=sys.stderr)"],
+        preexec_fn=spawner.make_preexec_fn(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stderr == "error\n"
+    assert os.nice(0) == before
+
+
+def test_a_hub_that_is_not_root_refuses_a_repository_before_any_sudo():
+    spawner = LoggingSudoSpawner()
+    spawner.git_url = "https://github.com/jupyterhub/jupyterhub"
+    with pytest.raises(Exception, match="cannot clone repositories") as raised:
+        asyncio.run(spawner._start_logging())
+    assert raised.value.status_code == 400
 
 
 def test_on_the_host_s_network_docker_servers_listen_on_loopback_only():

@@ -179,8 +179,13 @@ def leftovers(host, purged: bool = False, accounts: Iterable[str] = ()) -> list[
         ).stdout.split()
         found += [f"container {name}" for name in containers]
 
-    users = ["jupyterhub-proxy", *(accounts if purged else ())]
-    groups = ["jupyterhub-proxy", *(["jupyterhub-admins"] if purged else [])]
+    # jupyterhub: the account of a hub that did not run as root (jupyterhub_hub_user).
+    users = ["jupyterhub-proxy", "jupyterhub", *(accounts if purged else ())]
+    groups = [
+        "jupyterhub-proxy",
+        "jupyterhub",
+        *(["jupyterhub-admins", "jupyterhub-users"] if purged else []),
+    ]
     found += [f"account {name}" for name in users if host.run("getent passwd %s", name).rc == 0]
     found += [f"group {name}" for name in groups if host.run("getent group %s", name).rc == 0]
     return found

@@ -25,6 +25,7 @@ import copy
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import PurePosixPath
 from typing import Any
 
 from .passwords import hash_password
@@ -102,6 +103,7 @@ SETTING_VARIABLES: Mapping[str, str] = {
     "spawner.docker.volume_name": "jupyterhub_spawner_docker_volume_name",
     "spawner.docker.pull_policy": "jupyterhub_spawner_docker_pull_policy",
     "spawner.docker.ca_bundle": "jupyterhub_spawner_docker_ca_bundle",
+    "spawner.sudospawner": "jupyterhub_hub_user",
     "api_client": "jupyterhub_secrets_dir",
     "api_client.token_file": "jupyterhub_secrets_dir",
     "idle_culler.enabled": "jupyterhub_idle_culler_enabled",
@@ -250,7 +252,13 @@ def paths_versions_names(v: Inventory) -> Iterator[SettingsError]:
             yield SettingsError(
                 name, f"is {value!r}; give a release number such as 5.5.4 (it is pinned as ==)"
             )
-    for name in ("proxy_user", "tls_private_key_group", "users_admin_group"):
+    for name in (
+        "proxy_user",
+        "tls_private_key_group",
+        "users_admin_group",
+        "users_group",
+        "jupyterhub_hub_user",
+    ):
         value = v.get(name)
         if not isinstance(value, str) or not SYSTEM_NAME_PATTERN.match(value):
             yield SettingsError(
@@ -865,6 +873,76 @@ def hub_spawner(v: Inventory) -> Iterator[SettingsError]:
             "offers no image; jupyterhub_spawner_kind docker needs at least one (each with a "
             "name, and a containerfile where nothing can be pulled); the first offered is the "
             "default",
+        )
+
+
+@rule
+def hub_account(v: Inventory) -> Iterator[SettingsError]:
+    """A hub that is not root: its own account, and only what it can do safely."""
+    account = v["jupyterhub_hub_user"]
+    if account == "root" or not isinstance(account, str) or not SYSTEM_NAME_PATTERN.match(account):
+        return  # root: today's hub; a malformed name: paths_versions_names says so
+    others = {
+        "proxy_user": v.get("proxy_user"),
+        "users_group": v.get("users_group"),
+        "users_admin_group": v.get("users_admin_group"),
+    }
+    logins = {entry.get("name") for _, entry in _entries(v, "users_accounts")}
+    if account in RESERVED_ACCOUNTS or account in others.values():
+        named = [name for name, value in others.items() if value == account]
+        yield SettingsError(
+            "jupyterhub_hub_user",
+            f"{account!r} is "
+            + (f"already {' and '.join(named)}" if named else "a system account of its own")
+            + "; give the hub an account of its own, such as jupyterhub",
+        )
+    elif account in logins:
+        yield SettingsError(
+            "jupyterhub_hub_user",
+            f"{account!r} is also an account in users_accounts; the hub's account must not "
+            "be a user's (the hub would read that user's home, and sudo would run servers as "
+            "it); give the hub an account of its own, such as jupyterhub",
+        )
+    kind = v["jupyterhub_spawner_kind"]
+    if kind != "local":
+        yield SettingsError(
+            "jupyterhub_hub_user",
+            f"is {account!r}, not root, but jupyterhub_spawner_kind {kind!r} needs a root "
+            "hub: "
+            + (
+                "systemd starts each server as a transient unit run as its user, and a "
+                "polkit rule letting the hub's account do that lets it run anything as anyone"
+                if kind == "systemd"
+                else "the container engine's socket lets whoever holds it run anything as root"
+            )
+            + "; use jupyterhub_spawner_kind: local, or jupyterhub_hub_user: root",
+        )
+    if v["jupyterhub_authenticator"] == "pam":
+        yield SettingsError(
+            "jupyterhub_authenticator",
+            f"is pam, and jupyterhub_hub_user is {account!r}, not root: PAM checks passwords "
+            "in /etc/shadow and opens sessions as root, which the hub's account must not do "
+            "(read access to every password hash is not least privilege); use hashed, ldap, "
+            "github or oidc, or jupyterhub_hub_user: root",
+        )
+    culler_log = v.get("jupyterhub_idle_culler_log_file")
+    if (
+        v.get("jupyterhub_idle_culler_enabled")
+        and isinstance(culler_log, str)
+        and len(PurePosixPath(culler_log).parent.parts) < 4  # /, var, log and its own
+    ):
+        yield SettingsError(
+            "jupyterhub_idle_culler_log_file",
+            f"is {culler_log!r}; the directory of the idle culler's log becomes the account "
+            f"{account!r}'s (jupyterhub_hub_user), as the culler rotates its log there, so it "
+            "must be a directory of its own, like /var/log/jupyterhub/idle-culler.log",
+        )
+    if v["jupyterhub_spawner_form_git_hosts"]:
+        yield SettingsError(
+            "jupyterhub_spawner_form_git_hosts",
+            f"offers cloning a repository as the user, which a hub running as {account!r} "
+            "(jupyterhub_hub_user) cannot do: its sudo rule runs sudospawner's mediator "
+            "only; leave it empty, or set jupyterhub_hub_user: root",
         )
 
 

@@ -2,7 +2,9 @@
 
 Three kinds, chosen by the settings' ``spawner.kind``:
 
-- ``local``: :class:`LoggingLocalProcessSpawner` (see below);
+- ``local``: :class:`LoggingLocalProcessSpawner` (see below), or, for a hub that
+  does not run as root, :class:`LoggingSudoSpawner`: sudospawner's mediator,
+  run through sudo as the user, starts the server;
 - ``systemd``: :class:`HubSystemdSpawner`, systemdspawner's transient units with
   per-user memory and CPU limits; servers log to the journal;
 - ``docker``: :class:`HubDockerSpawner`, dockerspawner over any Docker API (a
@@ -19,7 +21,9 @@ process supervisor those are a pipe that the supervisor closes when the hub exit
 so after a hub restart every server still running writes its log into a closed
 pipe: the first log line of a request (a kernel's websocket, say) fails, and the
 request with it. :class:`LoggingLocalProcessSpawner` gives each server a log file
-of its own instead, which outlives any number of hub restarts.
+of its own instead, which outlives any number of hub restarts; so does
+:class:`LoggingSudoSpawner`, whose mediator would otherwise hand the server the
+hub's pipe the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import IO, Any, TypeVar
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import exponential_backoff, random_port, url_path_join
+from sudospawner import SudoSpawner
 from systemdspawner import SystemdSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -51,6 +56,7 @@ __all__ = [
     "HubDockerSpawner",
     "HubSystemdSpawner",
     "LoggingLocalProcessSpawner",
+    "LoggingSudoSpawner",
     "OptionsFormMixin",
     "StartQueueMixin",
     "open_server_log",
@@ -64,9 +70,11 @@ REPO_ENVS_DIR = ".local/share/hub-app/envs"
 def open_server_log(log_dir: str | os.PathLike[str], username: str) -> IO[bytes]:
     """Open (append) the log file of ``username``'s server.
 
-    The file is ``<log_dir>/<username>.log``, owned by root and readable by the
-    user's primary group (mode 0640): users can read their server's log, not
-    each other's, and cannot rewrite it.
+    The file is ``<log_dir>/<username>.log``, mode 0640. A root hub gives it to
+    root and the user's primary group: users can read their server's log, not
+    each other's, and cannot rewrite it. A hub that is not root cannot give a
+    file away: a new file is its own account's (and its group's), read by the
+    operators; a file from before the hub left root keeps its group.
 
     Args:
         log_dir: Directory of the servers' logs; created (0755) when missing.
@@ -82,10 +90,13 @@ def open_server_log(log_dir: str | os.PathLike[str], username: str) -> IO[bytes]
     directory = Path(log_dir)
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = directory / f"{username}.log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    # Never through a link: the directory is the hub's, but a link put there
+    # by anyone else must not redirect the hub's writes.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
     try:
-        # Root owns it, so a user cannot replace it with a link to another file.
-        os.fchown(fd, 0, gid)
+        if os.geteuid() == 0:
+            # Root owns it, so a user cannot replace it with a link to another file.
+            os.fchown(fd, 0, gid)
         os.fchmod(fd, 0o640)
     except BaseException:
         os.close(fd)
@@ -463,8 +474,8 @@ def _is_server_process(pid: int, username: str, cmd: list[str]) -> bool:
     )
 
 
-class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcessSpawner):
-    """LocalProcessSpawner whose servers log to a file each, not to the hub's output."""
+class LocalServerMixin(LoggingConfigurable):
+    """What both local kinds share: a log file per server, and a pid that is the server's."""
 
     log_dir = Unicode(
         "/var/log/jupyterhub/servers",
@@ -480,9 +491,55 @@ class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcess
         value = proposal["value"]
         if not os.path.isabs(value):
             raise ValueError(
-                f"LoggingLocalProcessSpawner.log_dir must be an absolute path, not {value!r}"
+                f"{type(self).__name__}.log_dir must be an absolute path, not {value!r}"
             )
         return value
+
+    async def poll(self):
+        """Like LocalProcessSpawner.poll, but a reused process id is not the server.
+
+        After a reboot (or a long uptime) the recorded pid may belong to another
+        process: LocalProcessSpawner would take that process for the server, keep
+        its route and never let the user start again. The server is the user's own
+        process running this spawner's command.
+
+        Returns:
+            None while the server runs; an exit status once it has gone.
+        """
+        # A process this hub started is known by its Popen handle: only a pid
+        # recorded by an earlier hub (or before a reboot) can be another process.
+        if (
+            getattr(self, "proc", None) is None
+            and self.pid
+            and not _is_server_process(self.pid, self.user.name, self.cmd)
+        ):
+            self.log.warning(
+                "%s's server (pid %s) is gone; that pid is now another process",
+                self.user.name,
+                self.pid,
+            )
+            self.clear_state()
+            return 1
+        return await super().poll()
+
+    async def _signal(self, sig):
+        """Signal the server's process; never a process group.
+
+        With no pid (state cleared meanwhile) ``os.kill(0, sig)`` would signal
+        the hub's own process group: the hub itself would stop.
+
+        Returns:
+            Whether the process still exists, as LocalProcessSpawner._signal.
+        """
+        if self.pid <= 0:
+            return False
+        return await super()._signal(sig)
+
+
+class LoggingLocalProcessSpawner(
+    LocalServerMixin, StartQueueMixin, OptionsFormMixin, LocalProcessSpawner
+):
+    """LocalProcessSpawner whose servers log to a file each, not to the hub's output."""
 
     async def start(self):
         """In its turn, start the server with its output going to its own log file.
@@ -516,45 +573,62 @@ class LoggingLocalProcessSpawner(StartQueueMixin, OptionsFormMixin, LocalProcess
             self.popen_kwargs = previous
             log.close()
 
-    async def poll(self):
-        """Like LocalProcessSpawner.poll, but a reused process id is not the server.
 
-        After a reboot (or a long uptime) the recorded pid may belong to another
-        process: LocalProcessSpawner would take that process for the server, keep
-        its route and never let the user start again. The server is the user's own
-        process running this spawner's command.
+class LoggingSudoSpawner(LocalServerMixin, StartQueueMixin, OptionsFormMixin, SudoSpawner):
+    """The local kind for a hub that is not root: sudospawner, a log file per server.
+
+    The hub runs ``sudo -u <user> -nH <sudospawner_path> --logging=INFO``; the
+    mediator, as the user, starts ``jupyterhub-singleuser`` from its own
+    directory (so the hub cannot choose another program) and signals it. The
+    sudoers rule lets the hub's account run only that, only as the hub's users.
+
+    The mediator hands the server its own standard error: here the server's log
+    file (the hub opens it, and the sudo process starts on it), so the server
+    keeps logging after the hub restarts. sudo keeps the niceness it is started
+    with, so the server runs at ``nice`` too. A git repository cannot be cloned
+    as the user (the rule allows nothing else): the settings refuse that field.
+    """
+
+    _server_log: IO[bytes] | None = None
+
+    async def start(self):
+        """In its turn, start the server through the mediator, logging to its file.
 
         Returns:
-            None while the server runs; an exit status once it has gone.
+            The ``(ip, port)`` the server listens on, as SudoSpawner.start.
         """
-        # A process this hub started is known by its Popen handle: only a pid
-        # recorded by an earlier hub (or before a reboot) can be another process.
-        if (
-            self.proc is None
-            and self.pid
-            and not _is_server_process(self.pid, self.user.name, self.cmd)
-        ):
-            self.log.warning(
-                "%s's server (pid %s) is gone; that pid is now another process",
-                self.user.name,
-                self.pid,
+        return await self.in_turn(self._start_logging)
+
+    async def _start_logging(self):
+        if self.git_url:
+            raise web.HTTPError(
+                400, "This hub cannot clone repositories as its users; leave the field empty."
             )
-            self.clear_state()
-            return 1
-        return await super().poll()
+        self._server_log = open_server_log(self.log_dir, self.user.name)
+        try:
+            return await super().start()
+        finally:
+            # The sudo process has its own copy; the hub keeps none.
+            self._server_log.close()
+            self._server_log = None
 
-    async def _signal(self, sig):
-        """Signal the server's process; never a process group.
+    def make_preexec_fn(self):
+        """In the sudo process, before it runs: lower the priority, log to the server's file.
 
-        With no pid (state cleared meanwhile) ``os.kill(0, sig)`` would signal
-        the hub's own process group: the hub itself would stop.
-
-        Returns:
-            Whether the process still exists, as LocalProcessSpawner._signal.
+        Runs after the child's standard streams are set up and before the other
+        descriptors are closed: standard error becomes the log file (starting a
+        server; a signal's mediator keeps the pipe its errors are read from).
         """
-        if self.pid <= 0:
-            return False
-        return await super()._signal(sig)
+        nice = self.nice
+        log_fd = self._server_log.fileno() if self._server_log is not None else None
+
+        def preexec():
+            if nice:
+                os.nice(nice)
+            if log_fd is not None:
+                os.dup2(log_fd, 2)
+
+        return preexec
 
 
 class HubSystemdSpawner(StartQueueMixin, OptionsFormMixin, SystemdSpawner):

@@ -25,6 +25,8 @@ SPAWNER_KINDS: Mapping[str, str] = MappingProxyType(
         "docker": "hub_app.spawners.HubDockerSpawner",
     }
 )
+# The local kind of a hub that is not root (spawner.sudospawner set).
+SUDO_SPAWNER_CLASS = "hub_app.spawners.LoggingSudoSpawner"
 MEM_LIMIT_PATTERN = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 ARG_NAME_PATTERN = re.compile(r"^--[A-Za-z][A-Za-z0-9_.-]*$")
 HOST_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
@@ -80,6 +82,8 @@ class SpawnerSettings:
     nice: int = 10
     options_form: FormOptions = field(default_factory=FormOptions)
     docker: DockerSettings | None = None
+    # sudospawner's mediator, for a hub that is not root; "": the hub is root.
+    sudospawner: str = ""
 
 
 def _parse_form(data: Any) -> FormOptions:
@@ -201,6 +205,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "nice",
             "options_form",
             "docker",
+            "sudospawner",
         ),
     )
     kind = p.choice(spawner.get("kind", "local"), "spawner.kind", tuple(SPAWNER_KINDS))
@@ -240,6 +245,24 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         docker = _parse_docker(spawner["docker"])
     elif spawner.get("docker") is not None:
         raise SettingsError("spawner.docker", f'is only used with kind "docker", not {kind!r}')
+    options_form = _parse_form(spawner.get("options_form", {}))
+    sudospawner = p.string(spawner.get("sudospawner", ""), "spawner.sudospawner", allow_empty=True)
+    if sudospawner:
+        p.existing_file(sudospawner, "spawner.sudospawner")
+        if kind != "local":
+            raise SettingsError(
+                "spawner.sudospawner",
+                "names sudospawner's mediator, for a hub that is not root, but spawner.kind "
+                f"{kind!r} needs a root hub (systemd: transient units as any user; docker: "
+                "the engine's socket, root by another name); use the local kind, or a root hub",
+            )
+        if options_form.git_hosts:
+            raise SettingsError(
+                "spawner.options_form.git_hosts",
+                "offers cloning a repository as the user, which a hub that is not root "
+                "(spawner.sudospawner) cannot do: its sudo rule runs sudospawner's mediator "
+                "only; leave it empty, or run the hub as root",
+            )
     return SpawnerSettings(
         kind=kind,
         cmd=_command(spawner["cmd"], "spawner.cmd"),
@@ -267,8 +290,9 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         ),
         queue_timeout=p.at_least_one(spawner.get("queue_timeout", 600), "spawner.queue_timeout"),
         nice=nice,
-        options_form=_parse_form(spawner.get("options_form", {})),
+        options_form=options_form,
         docker=docker,
+        sudospawner=sudospawner,
     )
 
 
@@ -282,9 +306,15 @@ def apply_spawner(
     """
     environment = {**dict(spawner.environment), **(hub_environment or {})}
     c.JupyterHub.spawner_class = SPAWNER_KINDS[spawner.kind]
+    if spawner.sudospawner:
+        c.JupyterHub.spawner_class = SUDO_SPAWNER_CLASS
+        c.SudoSpawner.sudospawner_path = spawner.sudospawner
+        # The sudo rule allows the mediator with exactly these arguments.
+        c.SudoSpawner.sudo_args = ["-nH"]
+        c.SudoSpawner.mediator_log_level = "INFO"
     # Every kind's servers log outside the hub's output (local: a file each;
     # systemd: the journal; docker: the engine), so they outlive hub restarts.
-    c.LoggingLocalProcessSpawner.log_dir = spawner.log_dir
+    c.LocalServerMixin.log_dir = spawner.log_dir
     c.Spawner.cmd = list(spawner.cmd)
     c.Spawner.default_url = spawner.default_url
     c.Spawner.notebook_dir = spawner.notebook_dir
