@@ -66,6 +66,23 @@ def test_proxy_runs_unprivileged_with_its_token_out_of_sight(host):
     assert cookie_secret not in arguments
 
 
+def no_new_privs(host, pid: int) -> bool:
+    status = host.file(f"/proc/{pid}/status").content_string
+    return re.search(r"^NoNewPrivs:\s+1$", status, re.MULTILINE) is not None
+
+
+def test_the_hub_and_the_proxy_can_gain_no_privilege(host):
+    """no_new_privs: no setuid program or file capability gives them (or their children) more."""
+    programs = {
+        "the root hub": "bin/jupyterhub --config",
+        "the proxy": "configurable-http-proxy",
+        "the plain-HTTP responder": "http-responder",
+    }
+    for name, command in programs.items():
+        pid = int(host.check_output(f"pgrep -o -f {command!r}").split()[0])
+        assert no_new_privs(host, pid), f"{name} (pid {pid}) could gain privileges"
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -143,6 +160,8 @@ def test_a_server_spawns_and_its_route_appears_in_the_proxy(host):
     routes = json.loads(hub_app(host, "proxy", "routes", "--json"))
     assert f"/user/{TEST_USER}/" in routes
     assert server_pid(host, TEST_USER) > 0
+    # Started by a root hub, it inherits the hub's no_new_privs.
+    assert no_new_privs(host, server_pid(host, TEST_USER))
 
 
 def test_code_runs_in_the_system_wide_kernel_as_the_user(host, trusted_certificate):

@@ -124,6 +124,10 @@ def test_no_hub_process_runs_as_root():
     hub = [user for user, args in rows if "/bin/jupyterhub --config" in args]
     culler = [user for user, args in rows if "hub_app.idle_culler" in args]
     assert hub == [HUB_ACCOUNT] and culler == [HUB_ACCOUNT], rows
+    # Its sudo needs setuid: the hub of its own account runs without no_new_privs.
+    hub_pid = host.check_output("pgrep -o -f 'bin/jupyterhub --config'")
+    status = host.file(f"/proc/{hub_pid.split()[0]}/status").content_string
+    assert re.search(r"^NoNewPrivs:\s+0$", status, re.MULTILINE), status
     # Nothing from the hub's environment runs as root: the hub, its services,
     # users' servers and their mediators (as their users).
     assert not [args for user, args in rows if user == "root" and "/opt/jupyterhub/" in args]
