@@ -100,6 +100,14 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
+def submit_login(page: Page, hub_url: str, username: str, password: str) -> None:
+    """Fill in and send the hub's login form (the caller checks where it leads)."""
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit], button[type=submit]")
+
+
 def start_jupyterlab(page: Page, hub_url: str, username: str) -> None:
     """From a logged-in hub page: start the server (default options) and wait for JupyterLab."""
     page.goto(f"{hub_url}/hub/spawn")

@@ -128,6 +128,23 @@ def log_in(host, certificate: str, username: str, password: str) -> requests.Res
     return response
 
 
+def session_page(host, certificate: str, cookies: str) -> requests.Response:
+    """The hub's home page for a browser session from before (its cookies, sent by hand).
+
+    200: still logged in (same cookie secret, same session in the database). The
+    cookies go by hand because the host's address may have changed since.
+    """
+    return browser(certificate).get(
+        hub_url(host, "/hub/home"), headers={"Cookie": cookies}, allow_redirects=False, timeout=30
+    )
+
+
+def recap_changed(output: str) -> int:
+    """How many changes the PLAY RECAP of an ansible-playbook run reports."""
+    recap = output[output.rindex("PLAY RECAP") :]
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+
+
 def user_token(host, username: str) -> str:
     return hub_app(host, "token", "create", username, "--note", "molecule-verify")
 

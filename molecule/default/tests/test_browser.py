@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from chromium import chromium, new_page, put_notebook, run_first_cell, start_jupyterlab
+from chromium import (
+    chromium,
+    new_page,
+    put_notebook,
+    run_first_cell,
+    start_jupyterlab,
+    submit_login,
+)
 from hub_client import container_address
 from playwright.sync_api import Page
 
@@ -44,10 +51,7 @@ def browser_page(host):
 
 
 def log_in(page: Page, username: str) -> None:
-    page.goto(f"{HUB_URL}/hub/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    submit_login(page, HUB_URL, username, PASSWORD)
 
 
 def test_a_user_logs_in_runs_a_cell_in_jupyterlab_and_logs_out(host, browser_page):

@@ -21,7 +21,14 @@ import time
 
 import pytest
 import testinfra
-from chromium import chromium, new_page, put_notebook, run_first_cell, start_jupyterlab
+from chromium import (
+    chromium,
+    new_page,
+    put_notebook,
+    run_first_cell,
+    start_jupyterlab,
+    submit_login,
+)
 from hub_client import (
     CERTIFICATE,
     HUB_APP,
@@ -31,10 +38,12 @@ from hub_client import (
     hub_app,
     hub_url,
     log_in,
+    recap_changed,
     run_code,
     run_playbook,
     save_certificate,
     server_pid,
+    session_page,
     user_token,
 )
 
@@ -52,11 +61,6 @@ shared: dict = {}
 
 def hub_host():
     return testinfra.get_host(f"podman://{PLATFORM}")
-
-
-def recap_changed(output: str) -> int:
-    recap = output[output.rindex("PLAY RECAP") :]
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
 
 
 def as_hub_account(host, command: str):
@@ -108,12 +112,7 @@ def test_the_switch_keeps_the_database_the_logins_and_the_running_server(certifi
         sorted(u["name"] for u in json.loads(hub_app(host, "users", "list", "--json")))
         == shared["users"]
     )
-    page = browser(certificate).get(
-        hub_url(host, "/hub/home"),
-        headers={"Cookie": shared["cookies"]},
-        allow_redirects=False,
-        timeout=30,
-    )
+    page = session_page(host, certificate, shared["cookies"])
     assert page.status_code == 200, f"the browser session was logged out ({page.status_code})"
     assert log_in(host, certificate, "alice", PASSWORD).status_code == 302
 
@@ -239,10 +238,7 @@ def test_a_user_logs_in_and_runs_a_cell_in_chromium():
     certificate_pem = host.file(CERTIFICATE).content_string.encode()
     with chromium({HUB_NAME: container_address(host)}, [certificate_pem]) as chrome:
         page = new_page(chrome)
-        page.goto(f"{hub_url_by_name}/hub/login")
-        page.fill("input[name=username]", "alice")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("input[type=submit], button[type=submit]")
+        submit_login(page, hub_url_by_name, "alice", PASSWORD)
         page.wait_for_url(f"{hub_url_by_name}/**")
         start_jupyterlab(page, hub_url_by_name, "alice")
         run_first_cell(

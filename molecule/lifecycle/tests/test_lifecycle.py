@@ -32,9 +32,11 @@ from hub_client import (
     hub_app,
     hub_url,
     log_in,
+    recap_changed,
     run_playbook,
     save_certificate,
     server_pid,
+    session_page,
     user_token,
 )
 from uninstall_checks import leftovers, missing_kept
@@ -103,11 +105,6 @@ def playbook(host, name: str, extra: dict | None = None, *options: str) -> str:
     return result.stdout
 
 
-def recap_changed(output: str) -> int:
-    recap = output[output.rindex("PLAY RECAP") :]
-    return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
-
-
 def api_version(host, certificate: str) -> str:
     response = browser(certificate).get(hub_url(host, "/hub/api/"), timeout=30)
     assert response.status_code == 200, response.text[:300]
@@ -133,12 +130,7 @@ def check_users_work(host, certificate: str, *, server_running: bool) -> None:
     assert who.json()["name"] == "alice"
     # The browser session from before the step: same cookie secret, same
     # session in the database. Sent by hand (the host's address may differ).
-    page = browser(certificate).get(
-        hub_url(host, "/hub/home"),
-        headers={"Cookie": shared["session_cookies"]},
-        allow_redirects=False,
-        timeout=30,
-    )
+    page = session_page(host, certificate, shared["session_cookies"])
     assert page.status_code == 200, f"the browser session was logged out ({page.status_code})"
     if server_running:
         status = as_alice(host, certificate, "GET", "/user/alice/api/status")

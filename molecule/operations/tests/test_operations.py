@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chromium import chromium, new_page, put_notebook
+from chromium import chromium, new_page, put_notebook, submit_login
 from hub_client import (
     HUB_NAME,
     browser,
@@ -65,10 +65,7 @@ def watched_jupyterlab(host):
     put_notebook(host, "/home/carol/watched.ipynb", "carol")
     with chromium({HUB_NAME: container_address(host)}, [pem]) as chromium_browser:
         page = new_page(chromium_browser)
-        page.goto(f"{HUB_URL}/hub/login")
-        page.fill("input[name=username]", "carol")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("input[type=submit], button[type=submit]")
+        submit_login(page, HUB_URL, "carol", PASSWORD)
         page.wait_for_url(f"{HUB_URL}/**")
         page.goto(f"{HUB_URL}/hub/spawn")
         page.wait_for_url(f"{HUB_URL}/user/carol/lab**", timeout=180_000)
