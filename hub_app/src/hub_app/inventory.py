@@ -878,7 +878,11 @@ def hub_spawner(v: Inventory) -> Iterator[SettingsError]:
 
 @rule
 def hub_account(v: Inventory) -> Iterator[SettingsError]:
-    """A hub that is not root: its own account, and only what it can do safely."""
+    """A hub that is not root: its own account, and only what it can do safely.
+
+    The spawner kind and the form's git field are the settings rules'
+    (``spawner.sudospawner``), which name these variables too.
+    """
     account = v["jupyterhub_hub_user"]
     if account == "root" or not isinstance(account, str) or not SYSTEM_NAME_PATTERN.match(account):
         return  # root: today's hub; a malformed name: paths_versions_names says so
@@ -903,20 +907,6 @@ def hub_account(v: Inventory) -> Iterator[SettingsError]:
             "be a user's (the hub would read that user's home, and sudo would run servers as "
             "it); give the hub an account of its own, such as jupyterhub",
         )
-    kind = v["jupyterhub_spawner_kind"]
-    if kind != "local":
-        yield SettingsError(
-            "jupyterhub_hub_user",
-            f"is {account!r}, not root, but jupyterhub_spawner_kind {kind!r} needs a root "
-            "hub: "
-            + (
-                "systemd starts each server as a transient unit run as its user, and a "
-                "polkit rule letting the hub's account do that lets it run anything as anyone"
-                if kind == "systemd"
-                else "the container engine's socket lets whoever holds it run anything as root"
-            )
-            + "; use jupyterhub_spawner_kind: local, or jupyterhub_hub_user: root",
-        )
     if v["jupyterhub_authenticator"] == "pam":
         yield SettingsError(
             "jupyterhub_authenticator",
@@ -936,13 +926,6 @@ def hub_account(v: Inventory) -> Iterator[SettingsError]:
             f"is {culler_log!r}; the directory of the idle culler's log becomes the account "
             f"{account!r}'s (jupyterhub_hub_user), as the culler rotates its log there, so it "
             "must be a directory of its own, like /var/log/jupyterhub/idle-culler.log",
-        )
-    if v["jupyterhub_spawner_form_git_hosts"]:
-        yield SettingsError(
-            "jupyterhub_spawner_form_git_hosts",
-            f"offers cloning a repository as the user, which a hub running as {account!r} "
-            "(jupyterhub_hub_user) cannot do: its sudo rule runs sudospawner's mediator "
-            "only; leave it empty, or set jupyterhub_hub_user: root",
         )
 
 

@@ -509,7 +509,7 @@ class LocalServerMixin(LoggingConfigurable):
         # A process this hub started is known by its Popen handle: only a pid
         # recorded by an earlier hub (or before a reboot) can be another process.
         if (
-            getattr(self, "proc", None) is None
+            self.proc is None
             and self.pid
             and not _is_server_process(self.pid, self.user.name, self.cmd)
         ):

@@ -250,11 +250,17 @@ def parse_spawner(data: Any) -> SpawnerSettings:
     if sudospawner:
         p.existing_file(sudospawner, "spawner.sudospawner")
         if kind != "local":
+            why = (
+                "systemd starts each server as a transient unit run as its user, and a "
+                "polkit rule letting the hub's account do that lets it run anything as anyone"
+                if kind == "systemd"
+                else "the container engine's socket lets whoever holds it run anything as root"
+            )
             raise SettingsError(
                 "spawner.sudospawner",
-                "names sudospawner's mediator, for a hub that is not root, but spawner.kind "
-                f"{kind!r} needs a root hub (systemd: transient units as any user; docker: "
-                "the engine's socket, root by another name); use the local kind, or a root hub",
+                "means a hub that is not root (servers start through sudospawner's "
+                f"mediator), and spawner.kind {kind!r} needs a root hub: {why}; use "
+                "spawner.kind local, or a root hub",
             )
         if options_form.git_hosts:
             raise SettingsError(
