@@ -59,14 +59,17 @@ def _set(document: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def run(
-    variables: dict[str, Any], settings: dict[str, Any], manager: str = DATA["service_manager"]
+    variables: dict[str, Any],
+    settings: dict[str, Any],
+    manager: str = DATA["service_manager"],
+    groups: dict[str, list[str]] | None = None,
 ):
     data = copy.deepcopy(DATA)
     data["variables"].update(copy.deepcopy(variables))
     for key, value in settings.items():
         _set(data["settings"], key, copy.deepcopy(value))
     return check_inventory(
-        data["variables"], data["settings"], service_manager=manager, types=TYPES
+        data["variables"], data["settings"], service_manager=manager, types=TYPES, groups=groups
     )
 
 
@@ -1054,6 +1057,12 @@ def test_every_setting_names_the_variable_the_role_renders_it_from():
         {
             f"spawner.docker.{k}": v
             for k, v in _expressions(role_vars["__jupyterhub_spawner_docker_settings"]).items()
+        }
+    )
+    template.update(
+        {
+            f"spawner.slurm.{k}": v
+            for k, v in _expressions(role_vars["__jupyterhub_spawner_slurm_settings"]).items()
         }
     )
     everything = json.dumps(role_vars)

@@ -13,12 +13,15 @@ import base64
 import hashlib
 import json
 import re
+import sys
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hub_client import podman_address
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 # A notebook with one empty Python code cell, for a test to type into.
@@ -77,6 +80,29 @@ def chromium(addresses: Mapping[str, str], certificates: Sequence[bytes]) -> Ite
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def hub_page(
+    host, name: str, certificate_path: str, screenshots: Path
+) -> Iterator[tuple[Page, Callable[[str], None]]]:
+    """A page in a fresh Chromium on the hub in testinfra's ``host``, and a screenshot taker.
+
+    Chromium reaches the hub as ``name`` at the container's address and trusts
+    only its certificate (read from ``certificate_path`` in the container).
+    ``shot(step)`` saves the page as ``screenshots/<host>/<step>.png``.
+    """
+    shots = screenshots / host.backend.name
+    shots.mkdir(parents=True, exist_ok=True)
+    print(f"\n[browser] screenshots: {shots}", file=sys.__stdout__, flush=True)
+    certificate = host.file(certificate_path).content_string.encode()
+    with chromium({name: podman_address(host.backend.name)}, [certificate]) as browser:
+        page = new_page(browser)
+
+        def shot(step: str) -> None:
+            page.screenshot(path=str(shots / f"{step}.png"), full_page=True)
+
+        yield page, shot
 
 
 # Each page's console errors and warnings and uncaught exceptions, for failure messages.

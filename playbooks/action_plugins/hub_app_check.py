@@ -86,10 +86,15 @@ class ActionModule(ActionBase):
                 )
                 return result
         service_manager = (task_vars.get("ansible_facts") or {}).get("service_mgr", "")
+        # The inventory's groups (which hosts are Slurm's controllers and nodes).
+        groups = {
+            str(name): [str(host) for host in hosts]
+            for name, hosts in (task_vars.get("groups") or {}).items()
+        }
 
         inventory = _hub_app_inventory()
         problems = inventory.check_inventory(
-            variables, settings, service_manager=str(service_manager), types=types
+            variables, settings, service_manager=str(service_manager), types=types, groups=groups
         )
         result["checked_variables"] = len(variables)
         if problems:

@@ -21,6 +21,7 @@ what is allowed, and how to fix it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import secrets
@@ -29,7 +30,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from .passwords import hash_password
-from .settings import parse_settings
+from .settings import parse_settings, slurm
 from .settings import primitives as p
 from .settings.primitives import SettingsError
 
@@ -95,6 +96,18 @@ SETTING_VARIABLES: Mapping[str, str] = {
     "spawner.options_form.args": "jupyterhub_spawner_form_args",
     "spawner.options_form.git_hosts": "jupyterhub_spawner_form_git_hosts",
     "spawner.options_form.git_python": "jupyterhub_spawner_git_python",
+    "spawner.slurm": "jupyterhub_spawner_kind",
+    "spawner.slurm.partitions": "jupyterhub_spawner_slurm_partitions",
+    "spawner.slurm.walltime": "jupyterhub_spawner_slurm_walltime",
+    "spawner.slurm.walltime_max": "jupyterhub_spawner_slurm_walltime_max",
+    "spawner.slurm.memory": "jupyterhub_spawner_slurm_memory",
+    "spawner.slurm.memory_max": "jupyterhub_spawner_slurm_memory_max",
+    "spawner.slurm.cpus": "jupyterhub_spawner_slurm_cpus",
+    "spawner.slurm.cpus_max": "jupyterhub_spawner_slurm_cpus_max",
+    "spawner.slurm.directives": "jupyterhub_spawner_slurm_directives",
+    "spawner.slurm.prologue": "jupyterhub_spawner_slurm_prologue",
+    "spawner.slurm.singleuser": "jupyterhub_venv",
+    "spawner.slurm.conf_file": "slurm_conf",
     "spawner.docker": "jupyterhub_spawner_docker_images",
     "spawner.docker.api_url": "jupyterhub_spawner_docker_api_url",
     "spawner.docker.images": "jupyterhub_spawner_docker_images",
@@ -199,11 +212,14 @@ class Inventory:
         variables: Mapping[str, Any],
         service_manager: str = "",
         types: Mapping[str, str] | None = None,
+        groups: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.variables = variables
         self.service_manager = service_manager
         # name -> the argument specs' type (str, int, path, ...), where known.
         self.types = types or {}
+        # The inventory's groups: group name -> its hosts' inventory names.
+        self.groups = groups or {}
 
     def __getitem__(self, name: str) -> Any:
         return self.variables[name]
@@ -318,6 +334,7 @@ def supervisor_logs(v: Inventory) -> Iterator[SettingsError]:
 @rule
 def user_accounts(v: Inventory) -> Iterator[SettingsError]:
     seen: set[str] = set()
+    uids: dict[int, str] = {}
     for name, account in _entries(v, "users_accounts"):
         login = account.get("name")
         if not isinstance(login, str) or not SYSTEM_NAME_PATTERN.match(login):
@@ -335,6 +352,20 @@ def user_accounts(v: Inventory) -> Iterator[SettingsError]:
         elif login in seen:
             yield SettingsError(f"{name}.name", f"{login!r} is listed twice; merge the entries")
         seen.add(str(login))
+        uid = account.get("uid")
+        if uid is not None and (type(uid) is not int or not 1000 <= uid <= 60000):
+            yield SettingsError(
+                f"{name}.uid",
+                f"(account {login}) is {uid!r}; a user's id is a whole number from 1000 to "
+                "60000 (below are system accounts), the same on every host that shares homes",
+            )
+        elif uid is not None and uid in uids:
+            yield SettingsError(
+                f"{name}.uid",
+                f"(account {login}) is {uid}, already {uids[uid]}'s; give each its own",
+            )
+        elif uid is not None:
+            uids[uid] = str(login)
         password_hash = account.get("password_hash")
         # Never shown: it may be a clear-text password typed by mistake.
         if password_hash is not None and not (
@@ -929,6 +960,147 @@ def hub_account(v: Inventory) -> Iterator[SettingsError]:
         )
 
 
+# --- slurm: the cluster the hub's jobs run on -----------------------------------------
+
+SLURM_GROUPS = ("slurm_controllers", "slurm_nodes")
+
+
+def _slurm_partitions(v: Inventory) -> Iterator[SettingsError | tuple[str, int | None]]:
+    """The cluster's partitions with their longest walltime (None: no limit known).
+
+    Yields problems of the variables that describe them along the way.
+    """
+    if v.get("slurm_cluster") == "existing":
+        conf = v.get("slurm_conf") or ""
+        for line in conf.splitlines():
+            names = slurm.conf_partitions(line)
+            if not names:
+                continue
+            max_time = re.search(r"\bMaxTime\s*=\s*(\S+)", line, re.IGNORECASE)
+            seconds = None
+            if max_time and max_time[1].upper() not in ("INFINITE", "UNLIMITED"):
+                try:
+                    seconds = slurm.walltime_seconds(max_time[1], "slurm_conf")
+                except SettingsError:
+                    seconds = None  # Slurm reads it; the walltime bound is then unchecked
+            yield names[0], seconds
+        return
+    nodes = v.groups.get("slurm_nodes", [])
+    seen: set[str] = set()
+    for name, partition in _entries(v, "slurm_partitions"):
+        label = partition.get("name")
+        if not isinstance(label, str) or not slurm.PARTITION_PATTERN.match(label):
+            yield SettingsError(
+                f"{name}.name", f"{label!r} is not a partition name (letters, digits, _ . -)"
+            )
+            continue
+        if label in seen:
+            yield SettingsError(f"{name}.name", f"{label!r} is listed twice; merge the entries")
+        seen.add(label)
+        members = partition.get("nodes", nodes)
+        strangers = sorted(set(members or []) - set(nodes)) if isinstance(members, list) else []
+        # With no node at all, the cluster's own rule says so once.
+        if nodes and (not isinstance(members, list) or not members or strangers):
+            yield SettingsError(
+                f"{name}.nodes",
+                f"must list hosts of the slurm_nodes group ({', '.join(nodes) or 'none'}), not "
+                f"{', '.join(strangers) if strangers else repr(members)}; leave it out for all",
+            )
+        seconds = None
+        if partition.get("max_time") is not None:
+            try:
+                seconds = slurm.walltime_seconds(partition["max_time"], f"{name}.max_time")
+            except SettingsError as e:
+                yield e
+        yield label, seconds
+
+
+@rule
+def slurm_cluster(v: Inventory) -> Iterator[SettingsError]:
+    """The slurm kind's cluster: its hosts, its configuration, the partitions offered."""
+    kind = v["jupyterhub_spawner_kind"]
+    hosts = {group: v.groups.get(group, []) for group in SLURM_GROUPS}
+    if kind != "slurm":
+        for group, members in hosts.items():
+            if members:
+                yield SettingsError(
+                    "jupyterhub_spawner_kind",
+                    f"is {kind!r}, but the inventory's group {group} has hosts "
+                    f"({', '.join(members)}) for a Slurm cluster the hub would not use; use "
+                    "jupyterhub_spawner_kind: slurm, or empty the group",
+                )
+                return
+        return
+    cluster = v.get("slurm_cluster", "bundled")
+    if cluster == "existing":
+        if not (v.get("slurm_conf") or "").strip():
+            yield SettingsError(
+                "slurm_conf",
+                "is empty, and jupyterhub_spawner_kind is slurm with slurm_cluster: existing; "
+                "the hub needs the cluster's slurm.conf (its text, like "
+                "\"{{ lookup('ansible.builtin.file', 'slurm.conf') }}\"), or use "
+                "slurm_cluster: bundled with hosts in slurm_controllers and slurm_nodes",
+            )
+        key = v.get("slurm_munge_key") or ""
+        try:
+            decoded = base64.b64decode(key, validate=True) if key else b""
+        except (ValueError, TypeError):
+            decoded = b""
+        if len(decoded) < 32:  # munged refuses shorter keys
+            yield SettingsError(
+                "slurm_munge_key",
+                "must be the cluster's munge key, base64-encoded (`base64 -w0 "
+                "/etc/munge/munge.key` on a cluster host; at least 32 bytes), kept in "
+                "Ansible Vault",
+            )
+        if hosts["slurm_controllers"]:
+            yield SettingsError(
+                "slurm_controllers",
+                f"has hosts ({', '.join(hosts['slurm_controllers'])}), but slurm_cluster is "
+                "existing: the site's controller is not this bundle's to set up; empty the "
+                "group, or use slurm_cluster: bundled",
+            )
+    elif cluster == "bundled":
+        if len(hosts["slurm_controllers"]) != 1 or not hosts["slurm_nodes"]:
+            yield SettingsError(
+                "jupyterhub_spawner_kind",
+                "is slurm with slurm_cluster: bundled, which needs one host in the group "
+                f"slurm_controllers (it has {len(hosts['slurm_controllers'])}) and at least one "
+                f"in slurm_nodes (it has {len(hosts['slurm_nodes'])}); add them to the "
+                "inventory, or use slurm_cluster: existing with slurm_conf and slurm_munge_key",
+            )
+    else:
+        return  # the argument specs name the choices
+    known: dict[str, int | None] = {}
+    for item in _slurm_partitions(v):
+        if isinstance(item, SettingsError):
+            yield item
+        else:
+            known[item[0]] = item[1]
+    where = "slurm_conf" if cluster == "existing" else "slurm_partitions"
+    offered = v["jupyterhub_spawner_slurm_partitions"] or []
+    try:
+        longest = slurm.walltime_seconds(
+            v["jupyterhub_spawner_slurm_walltime_max"], "jupyterhub_spawner_slurm_walltime_max"
+        )
+    except SettingsError:
+        longest = None  # the settings rules name it
+    for index, partition in enumerate(offered if isinstance(offered, list) else []):
+        if partition not in known:
+            yield SettingsError(
+                f"jupyterhub_spawner_slurm_partitions[{index}]",
+                f"{partition!r} is not a partition of the cluster ({where} has "
+                f"{', '.join(known) or 'none'}); offer one of those, or add it to {where}",
+            )
+        elif longest is not None and known[partition] is not None and longest > known[partition]:
+            yield SettingsError(
+                "jupyterhub_spawner_slurm_walltime_max",
+                f"is {slurm.format_walltime(longest)}, longer than partition {partition!r} "
+                f"lets a job run ({slurm.format_walltime(known[partition])}, its max_time in "
+                f"{where}): such a job would wait forever; lower it",
+            )
+
+
 def _settings_for_controller(settings: Mapping[str, Any], v: Inventory) -> dict[str, Any]:
     """The settings as the host will have them once the play's own steps have run."""
     document = copy.deepcopy(dict(settings))
@@ -956,6 +1128,7 @@ def check_inventory(
     *,
     service_manager: str = "",
     types: Mapping[str, str] | None = None,
+    groups: Mapping[str, list[str]] | None = None,
 ) -> list[SettingsError]:
     """Every problem of an inventory, one per variable, in the order found.
 
@@ -967,13 +1140,15 @@ def check_inventory(
             ``ansible_facts.service_mgr``), for the rules that depend on it.
         types: Each variable's type in the roles' argument specs (``path``
             variables must be absolute).
+        groups: The inventory's groups (name -> hosts), for the rules on which
+            hosts play which part (Slurm's controllers and nodes).
 
     Returns:
         The problems, each a :class:`SettingsError` whose ``setting`` is the
         inventory variable (``name[index].key`` inside lists); empty when the
         inventory is usable.
     """
-    inventory = Inventory(variables, service_manager, types)
+    inventory = Inventory(variables, service_manager, types, groups)
     problems: list[SettingsError] = []
     for check in RULES:
         try:

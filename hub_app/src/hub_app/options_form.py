@@ -8,6 +8,8 @@ The form offers only what the settings enable (:class:`FormSettings`):
 - ``image``: a container image from a list (docker spawner only);
 - ``git_url``: an https git repository, from an allowed host, cloned into the
   user's home with its ``requirements.txt`` installed into a per-user environment.
+- ``partition``, ``walltime``, ``memory``, ``cpus``: the Slurm job a server runs
+  in (slurm spawner only), each within the bounds of :class:`JobBounds`.
 
 Every value is checked here, on the hub side, by :func:`parse_form` (form posts)
 and :func:`check_user_options` (the same rules for ``user_options`` that arrive
@@ -26,12 +28,21 @@ from urllib.parse import urlsplit
 
 # One rule for variable names, shared with the settings (and the inventory check):
 # JUPYTERHUB_* and JPY_* are never overridable, whatever the settings say.
-from .settings.primitives import ENV_NAME_PATTERN, RESERVED_ENV_PREFIXES
+from .settings.primitives import ENV_NAME_PATTERN, RESERVED_ENV_PREFIXES, SettingsError
+from .settings.slurm import (
+    MEMORY_HINT,
+    WALLTIME_HINT,
+    JobBounds,
+    format_walltime,
+    memory_mib,
+    walltime_seconds,
+)
 
 __all__ = [
     "ENV_NAME_PATTERN",
     "FormError",
     "FormSettings",
+    "JobBounds",
     "check_user_options",
     "parse_form",
     "render_form",
@@ -87,6 +98,7 @@ class FormSettings:
         images: Images users choose from (docker only); fewer than two: no field.
         default_image: The image preselected (and used when none is chosen).
         git_hosts: Hosts repositories may come from; empty: no field.
+        job: The Slurm job's fields and their bounds (slurm spawner); None: no fields.
     """
 
     environment: bool = False
@@ -96,11 +108,18 @@ class FormSettings:
     images: tuple[str, ...] = ()
     default_image: str = ""
     git_hosts: tuple[str, ...] = ()
+    job: JobBounds | None = None
 
     @property
     def enabled(self) -> bool:
         """Whether the form has any field at all (no form: JupyterHub spawns at once)."""
-        return bool(self.environment or self.args or len(self.images) > 1 or self.git_hosts)
+        return bool(
+            self.environment
+            or self.args
+            or len(self.images) > 1
+            or self.git_hosts
+            or self.job is not None
+        )
 
 
 # --- checks -----------------------------------------------------------------------
@@ -261,11 +280,67 @@ def check_git_url(value: Any, settings: FormSettings) -> str:
     return value
 
 
+def _job(field: str, settings: FormSettings) -> JobBounds:
+    if settings.job is None:
+        raise FormError(field, "this hub does not run servers as batch jobs")
+    return settings.job
+
+
+def _check_partition(value: Any, settings: FormSettings) -> str:
+    job = _job("partition", settings)
+    if value not in job.partitions:
+        raise FormError(
+            "partition",
+            f"{value!r} is not one of the offered partitions: {', '.join(job.partitions)}",
+        )
+    return value
+
+
+def _check_walltime(value: Any, settings: FormSettings) -> str:
+    job = _job("walltime", settings)
+    try:
+        seconds = walltime_seconds(value, "walltime")
+    except SettingsError:
+        raise FormError("walltime", f"{value!r} is not a walltime; use {WALLTIME_HINT}") from None
+    if seconds > job.walltime_max:
+        raise FormError(
+            "walltime",
+            f"{value} is longer than this hub allows ({format_walltime(job.walltime_max)})",
+        )
+    return format_walltime(seconds)
+
+
+def _check_memory(value: Any, settings: FormSettings) -> str:
+    job = _job("memory", settings)
+    try:
+        mib = memory_mib(value, "memory")
+    except SettingsError:
+        raise FormError("memory", f"{value!r} is not a memory size; use {MEMORY_HINT}") from None
+    if mib > job.memory_max:
+        raise FormError("memory", f"{value} is more than this hub allows ({job.memory_max}M)")
+    return f"{mib}M"
+
+
+def _check_cpus(value: Any, settings: FormSettings) -> int:
+    job = _job("cpus", settings)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if type(value) is not int or not 1 <= value <= job.cpus_max:
+        raise FormError(
+            "cpus", f"must be a whole number of CPUs from 1 to {job.cpus_max}, not {value!r}"
+        )
+    return value
+
+
 _CHECKS = {
     "env": _check_environment,
     "args": _check_args,
     "image": _check_image,
     "git_url": check_git_url,
+    "partition": _check_partition,
+    "walltime": _check_walltime,
+    "memory": _check_memory,
+    "cpus": _check_cpus,
 }
 
 
@@ -327,6 +402,10 @@ def parse_form(formdata: Mapping[str, list[str]], settings: FormSettings) -> dic
     git_url = _first(formdata, "git_url").strip()
     if git_url:
         options["git_url"] = git_url
+    for field in ("partition", "walltime", "memory", "cpus"):
+        value = _first(formdata, field).strip()
+        if value:
+            options[field] = value
     return check_user_options(options, settings)
 
 
@@ -351,6 +430,8 @@ def render_form(settings: FormSettings) -> str:
             '<select id="hub-app-image" class="form-select form-control" name="image">'
             f"{_options(settings.images, settings.default_image)}</select></div>"
         )
+    if settings.job is not None:
+        parts.append(_job_fields(settings.job))
     if settings.environment:
         parts.append(
             '<div class="form-group mb-3"><label for="hub-app-env" class="form-label">'
@@ -376,3 +457,26 @@ def render_form(settings: FormSettings) -> str:
             'placeholder="https://host/owner/repo.git"></div>'
         )
     return "\n".join(parts)
+
+
+def _job_fields(job: JobBounds) -> str:
+    """The Slurm job's fields, prefilled with the defaults, the bounds in the labels."""
+    walltime_max = format_walltime(job.walltime_max)
+    return (
+        '<div class="form-group mb-3"><label for="hub-app-partition" class="form-label">'
+        "Partition</label>"
+        '<select id="hub-app-partition" class="form-select form-control" name="partition">'
+        f"{_options(job.partitions, job.partitions[0])}</select></div>"
+        '<div class="form-group mb-3"><label for="hub-app-walltime" class="form-label">'
+        f"Walltime, HH:MM:SS (at most {walltime_max}); the server stops when it is up</label>"
+        '<input id="hub-app-walltime" class="form-control" type="text" name="walltime" '
+        f'value="{format_walltime(job.walltime)}" required></div>'
+        '<div class="form-group mb-3"><label for="hub-app-memory" class="form-label">'
+        f"Memory, like 2G or 512M (at most {job.memory_max}M)</label>"
+        '<input id="hub-app-memory" class="form-control" type="text" name="memory" '
+        f'value="{job.memory}M" required></div>'
+        '<div class="form-group mb-3"><label for="hub-app-cpus" class="form-label">'
+        f"CPUs (1 to {job.cpus_max})</label>"
+        '<input id="hub-app-cpus" class="form-control" type="number" name="cpus" '
+        f'min="1" max="{job.cpus_max}" value="{job.cpus}" required></div>'
+    )

@@ -1,6 +1,6 @@
 """Spawners: JupyterHub's own and the two plugins, with what this hub needs.
 
-Three kinds, chosen by the settings' ``spawner.kind``:
+Four kinds, chosen by the settings' ``spawner.kind``:
 
 - ``local``: :class:`LoggingLocalProcessSpawner` (see below), or, for a hub that
   does not run as root, :class:`LoggingSudoSpawner`: sudospawner's mediator,
@@ -8,7 +8,10 @@ Three kinds, chosen by the settings' ``spawner.kind``:
 - ``systemd``: :class:`HubSystemdSpawner`, systemdspawner's transient units with
   per-user memory and CPU limits; servers log to the journal;
 - ``docker``: :class:`HubDockerSpawner`, dockerspawner over any Docker API (a
-  Docker engine, or podman's ``podman system service``).
+  Docker engine, or podman's ``podman system service``);
+- ``slurm``: :class:`HubSlurmSpawner`, batchspawner's SlurmSpawner: each server
+  is a Slurm job on a compute node, its partition, walltime, memory and CPUs
+  chosen on the spawn form within the settings' bounds.
 
 Each carries :class:`OptionsFormMixin`: the spawn page's options form
 (:mod:`hub_app.options_form`), checked on the hub side, whether the options come
@@ -38,6 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from batchspawner import JobStatus, SlurmSpawner
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import exponential_backoff, random_port, url_path_join
@@ -45,15 +49,24 @@ from sudospawner import SudoSpawner
 from systemdspawner import SystemdSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Integer, List, Unicode, default, validate
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from .options_form import FormError, FormSettings, check_user_options, parse_form, render_form
+from .options_form import (
+    FormError,
+    FormSettings,
+    JobBounds,
+    check_user_options,
+    parse_form,
+    render_form,
+)
 from .options_form import repo_name as _repo_name
+from .settings.slurm import format_walltime
 from .start_queue import StartQueue, Ticket, default_slots
 
 __all__ = [
     "HubDockerSpawner",
+    "HubSlurmSpawner",
     "HubSystemdSpawner",
     "LoggingLocalProcessSpawner",
     "LoggingSudoSpawner",
@@ -185,6 +198,7 @@ class OptionsFormMixin(LoggingConfigurable):
         self.args = [*self.args, *options.get("args", [])]
         if "image" in options:
             self.image = options["image"]
+        self.apply_job_options(options)
         self.git_url = options.get("git_url", "")
         if self.git_url:
             self.environment = {
@@ -193,6 +207,9 @@ class OptionsFormMixin(LoggingConfigurable):
             }
 
     git_url = Unicode("")
+
+    def apply_job_options(self, options: dict[str, Any]) -> None:
+        """Apply the checked batch job options (the slurm kind's; others have none)."""
 
     def repo_home(self) -> str:
         """The user's home where repositories are cloned, as the server sees it."""
@@ -722,3 +739,181 @@ class HubDockerSpawner(StartQueueMixin, OptionsFormMixin, DockerSpawner):
         if self.network_name == "host":
             return "127.0.0.1", self.port
         return await super().get_ip_and_port()
+
+
+# SlurmSpawner's job script, with the site's own #SBATCH lines (each checked by
+# the settings: one long option, no template characters) and without
+# --get-user-env, which only root's sbatch may use: the job gets the server's
+# environment (--export) and the user's own login files are not read.
+SLURM_JOB_SCRIPT = """#!/bin/bash
+#SBATCH --output={{homedir}}/.jupyterhub-slurm-%j.log
+#SBATCH --job-name=jupyterhub-{{username}}
+#SBATCH --chdir={{homedir}}
+#SBATCH --export={{keepvars}}
+#SBATCH --partition={{partition}}
+#SBATCH --time={{runtime}}
+#SBATCH --mem={{memory}}
+#SBATCH --cpus-per-task={{nprocs}}
+#SITE-DIRECTIVES#
+set -euo pipefail
+
+trap 'echo SIGTERM received' TERM
+{{prologue}}
+{% if srun %}{{srun}} {% endif %}{{cmd}}
+echo "jupyterhub-singleuser ended gracefully"
+"""
+
+
+class HubSlurmSpawner(OptionsFormMixin, SlurmSpawner):
+    """batchspawner's SlurmSpawner plus the options form's job fields.
+
+    Each server is a batch job (``sbatch`` as the user, through ``sudo``); its
+    job id is the spawner's state in the hub's database, so a restarted hub
+    polls the same job (``squeue``) and keeps its route; stopping the server
+    cancels it (``scancel``), and a job Slurm ends (walltime, node failure,
+    ``scancel`` by anyone) shows as stopped at the next poll. The job's
+    partition, walltime, memory and CPUs come from the spawn form (or the REST
+    API's ``user_options``), checked against the bounds below; a cloned
+    repository is cloned on the hub host, into the home the nodes share.
+    """
+
+    form_partitions = List(
+        Unicode(), help="Partitions users choose from; the first is the default."
+    ).tag(config=True)
+    form_walltime = Integer(3600, help="Default walltime, in seconds.").tag(config=True)
+    form_walltime_max = Integer(8 * 3600, help="Longest walltime, in seconds.").tag(config=True)
+    form_memory = Integer(1024, help="Default memory, in MiB.").tag(config=True)
+    form_memory_max = Integer(8192, help="Largest memory, in MiB.").tag(config=True)
+    form_cpus = Integer(1, help="Default number of CPUs.").tag(config=True)
+    form_cpus_max = Integer(4, help="Most CPUs per server.").tag(config=True)
+    job_directives = List(
+        Unicode(),
+        help="The site's extra sbatch options, one #SBATCH line each (--constraint=avx2).",
+    ).tag(config=True)
+
+    @default("exec_prefix")
+    def _default_exec_prefix(self):
+        # sbatch, squeue and scancel run as the user, so Slurm knows the job
+        # as theirs: runuser (util-linux, on every Debian host) needs no sudo
+        # package or rule for a root hub, and keeps the job's environment. By
+        # its path: the commands' PATH (get_env) has no sbin.
+        return "/usr/sbin/runuser -u {username} --"
+
+    @default("req_srun")
+    def _default_req_srun(self):
+        # The job exports only the server's variables (--export); its step
+        # would get only those too (SLURM_EXPORT_ENV), losing what the site's
+        # prologue set (module load, exports). The step takes the script's.
+        return "srun --export=ALL"
+
+    def get_env(self):
+        """The server's environment, with a PATH for Slurm's commands and the job.
+
+        JupyterHub passes no PATH of its own (env_keep); the job exports the
+        variables given here (``--export``), so its shell and the server find
+        the system's commands.
+        """
+        env = super().get_env()
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        return env
+
+    @default("batch_script")
+    def _default_batch_script(self):
+        lines = "".join(f"#SBATCH {directive}\n" for directive in self.job_directives)
+        return SLURM_JOB_SCRIPT.replace("#SITE-DIRECTIVES#\n", lines)
+
+    def job_bounds(self) -> JobBounds:
+        """The job fields' bounds, from this spawner's configuration."""
+        return JobBounds(
+            partitions=tuple(self.form_partitions) or (self.req_partition,),
+            walltime=self.form_walltime,
+            walltime_max=self.form_walltime_max,
+            memory=self.form_memory,
+            memory_max=self.form_memory_max,
+            cpus=self.form_cpus,
+            cpus_max=self.form_cpus_max,
+        )
+
+    def form_settings(self) -> FormSettings:
+        """The form of the other kinds, plus the job's fields."""
+        settings = super().form_settings()
+        return FormSettings(**{**settings.__dict__, "job": self.job_bounds()})
+
+    @default("req_partition")
+    def _default_req_partition(self):
+        return self.form_partitions[0] if self.form_partitions else ""
+
+    @default("req_runtime")
+    def _default_req_runtime(self):
+        return format_walltime(self.form_walltime)
+
+    @default("req_memory")
+    def _default_req_memory(self):
+        return f"{self.form_memory}M"
+
+    @default("req_nprocs")
+    def _default_req_nprocs(self):
+        return str(self.form_cpus)
+
+    def apply_job_options(self, options: dict[str, Any]) -> None:
+        """The checked job options replace the defaults, for this start."""
+        if "partition" in options:
+            self.req_partition = options["partition"]
+        if "walltime" in options:
+            self.req_runtime = options["walltime"]
+        if "memory" in options:
+            self.req_memory = options["memory"]
+        if "cpus" in options:
+            self.req_nprocs = str(options["cpus"])
+
+    job_watch_interval = Float(
+        5,
+        help="Seconds between checks, while a started job's server has not reported its "
+        "port, that the job still runs.",
+    ).tag(config=True)
+
+    async def start(self):
+        """Clone the chosen repository (into the shared home), submit the job, watch it.
+
+        batchspawner waits for the server to report its port without looking at
+        the job again: a job that dies once running (the server fails on the
+        node) would hold the spawn page until the start timeout. Here the job is
+        checked every ``job_watch_interval`` seconds meanwhile, and its end
+        fails the spawn at once, naming the job's log.
+
+        Returns:
+            The ``(node, port)`` the server listens on, as SlurmSpawner.start.
+
+        Raises:
+            RuntimeError: If the job ended before its server answered.
+        """
+        await self.prepare_repository()
+        starting = asyncio.ensure_future(super().start())
+        try:
+            while True:
+                done, _ = await asyncio.wait({starting}, timeout=self.job_watch_interval)
+                if done:
+                    return starting.result()
+                if await self._job_ended_early():
+                    starting.cancel()
+                    raise RuntimeError(
+                        f"Your server's job {self._ended_job} ended before the server started; "
+                        f"its log is ~/.jupyterhub-slurm-{self._ended_job}.log"
+                    )
+        finally:
+            if not starting.done():
+                starting.cancel()
+
+    _ended_job = ""
+
+    async def _job_ended_early(self) -> bool:
+        """Whether the job, once seen running, has gone while its server never reported."""
+        if not self.job_id or self.port or self.ip in ("", self.traits()["ip"].default_value):
+            return False  # not submitted, already reported, or still pending
+        job_id = self.job_id
+        if await self.query_job_status() != JobStatus.NOTFOUND:
+            return False  # running, requeued, or Slurm not answering: wait on
+        self.log.warning("%s's job %s ended before its server started", self.user.name, job_id)
+        self._ended_job = job_id
+        self.clear_state()
+        return True

@@ -10,19 +10,16 @@ ignored. Screenshots of every step are kept in molecule/default/artifacts/
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from chromium import (
-    chromium,
-    new_page,
+    hub_page,
     put_notebook,
     run_first_cell,
     start_jupyterlab,
     submit_login,
 )
-from hub_client import container_address
 from playwright.sync_api import Page
 
 HUB_NAME = "hub.molecule.test"
@@ -37,16 +34,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 @pytest.fixture
 def browser_page(host):
     """A page in a fresh Chromium that trusts only this hub's certificate."""
-    shots = ARTIFACTS / host.backend.name
-    shots.mkdir(parents=True, exist_ok=True)
-    print(f"\n[browser] screenshots: {shots}", file=sys.__stdout__, flush=True)
-    certificate = host.file(HUB_CERTIFICATE).content_string.encode()
-    with chromium({HUB_NAME: container_address(host)}, [certificate]) as browser:
-        page = new_page(browser)
-
-        def shot(step: str) -> None:
-            page.screenshot(path=str(shots / f"{step}.png"), full_page=True)
-
+    with hub_page(host, HUB_NAME, HUB_CERTIFICATE, ARTIFACTS) as (page, shot):
         yield page, shot
 
 

@@ -30,6 +30,7 @@ from .hub import (
     ProxySettings,
     admin_role,
     check_logins,
+    check_reachable_hub,
     parse_api_client,
     parse_hub,
     parse_proxy,
@@ -160,6 +161,9 @@ def parse_settings(data: Any, *, on_host: bool = True) -> Settings:
     admin_users = p.usernames(top["admin_users"], "admin_users")
     allow_all = p.boolean(top["allow_all"], "allow_all")
     check_logins(authenticator, allowed_users, admin_users, allow_all)
+    spawner = parse_spawner(top["spawner"])
+    if spawner.slurm is not None:
+        check_reachable_hub(hub)
     return Settings(
         version=SETTINGS_VERSION,
         public_url=public_url,
@@ -169,7 +173,7 @@ def parse_settings(data: Any, *, on_host: bool = True) -> Settings:
         allowed_users=allowed_users,
         admin_users=admin_users,
         allow_all=allow_all,
-        spawner=parse_spawner(top["spawner"]),
+        spawner=spawner,
         api_client=parse_api_client(top["api_client"]),
         idle_culler=parse_idle_culler(top["idle_culler"]),
         metrics=parse_metrics(top["metrics"]),

@@ -5,6 +5,7 @@ Errors are :class:`SettingsError` naming the dotted setting.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,42 @@ def parse_hub(data: Any) -> HubSettings:
         ),
         log_level=p.choice(hub["log_level"], "hub.log_level", LOG_LEVELS),
     )
+
+
+def check_reachable_hub(hub: HubSettings) -> None:
+    """With servers on other hosts (Slurm's nodes), the hub's API must be on a private address.
+
+    Those servers call the hub's API (``hub.bind_url``, also where they connect):
+    loopback is not reachable from another host, a wildcard is no address to
+    connect to, and a public address would open the API to the internet.
+
+    Raises:
+        SettingsError: Naming ``hub.bind_url`` and the fix.
+    """
+    host, _ = p.url_address(hub.bind_url)
+    fix = (
+        "set it to http://ADDRESS:8081 with ADDRESS this host's address on the network "
+        "the compute nodes share with it (proxy_default_target in the inventory)"
+    )
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        raise SettingsError(
+            "hub.bind_url",
+            f"is {hub.bind_url}, not an IP address; the nodes' servers need one: {fix}",
+        ) from None
+    if address.is_loopback or address.is_unspecified:
+        raise SettingsError(
+            "hub.bind_url",
+            f"is {hub.bind_url}, which the servers on the compute nodes cannot reach "
+            f"(loopback or every address): {fix}",
+        )
+    if not address.is_private:
+        raise SettingsError(
+            "hub.bind_url",
+            f"is {hub.bind_url}, a public address: the hub's API would be open beyond the "
+            f"cluster; {fix}, a private one",
+        )
 
 
 def parse_proxy(data: Any, hub: HubSettings) -> ProxySettings:

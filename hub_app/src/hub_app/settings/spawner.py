@@ -14,6 +14,7 @@ from typing import Any
 
 from . import primitives as p
 from .primitives import SettingsError
+from .slurm import SlurmSettings, parse_slurm
 
 __all__ = ["SPAWNER_KINDS", "FormOptions", "SpawnerSettings", "apply_spawner", "parse_spawner"]
 
@@ -23,6 +24,7 @@ SPAWNER_KINDS: Mapping[str, str] = MappingProxyType(
         "local": "hub_app.spawners.LoggingLocalProcessSpawner",
         "systemd": "hub_app.spawners.HubSystemdSpawner",
         "docker": "hub_app.spawners.HubDockerSpawner",
+        "slurm": "hub_app.spawners.HubSlurmSpawner",
     }
 )
 # The local kind of a hub that is not root (spawner.sudospawner set).
@@ -82,6 +84,7 @@ class SpawnerSettings:
     nice: int = 10
     options_form: FormOptions = field(default_factory=FormOptions)
     docker: DockerSettings | None = None
+    slurm: SlurmSettings | None = None
     # sudospawner's mediator, for a hub that is not root; "": the hub is root.
     sudospawner: str = ""
 
@@ -175,6 +178,17 @@ def _environment(value: Any, path: str) -> dict[str, str]:
     return dict(value)
 
 
+def _kind_section(spawner: Mapping[str, Any], kind: str, own: str, parse: Any) -> Any:
+    """The section of kind ``own`` (``spawner.docker``...): required with it, else absent."""
+    if kind == own:
+        if spawner.get(own) is None:
+            raise SettingsError(f"spawner.{own}", f'is required with kind "{own}"')
+        return parse(spawner[own])
+    if spawner.get(own) is not None:
+        raise SettingsError(f"spawner.{own}", f'is only used with kind "{own}", not {kind!r}')
+    return None
+
+
 def parse_spawner(data: Any) -> SpawnerSettings:
     """Validate the ``spawner`` section.
 
@@ -205,6 +219,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "nice",
             "options_form",
             "docker",
+            "slurm",
             "sudospawner",
         ),
     )
@@ -232,30 +247,35 @@ def parse_spawner(data: Any) -> SpawnerSettings:
             "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
             "the local spawner cannot enforce limits; use kind systemd or docker, or remove it",
         )
+    if kind == "slurm" and (mem_limit is not None or cpu_limit is not None):
+        raise SettingsError(
+            "spawner.mem_limit" if mem_limit is not None else "spawner.cpu_limit",
+            "does not apply to kind slurm, whose jobs get the memory and CPUs asked for on "
+            "the spawn form (spawner.slurm.memory_max and cpus_max bound them); remove it",
+        )
     nice = spawner.get("nice", 10)
     if type(nice) is not int or not 0 <= nice <= 19:
         raise SettingsError(
             "spawner.nice",
             f"must be a niceness from 0 (the hub's own priority) to 19 (the lowest), not {nice!r}",
         )
-    docker = None
-    if kind == "docker":
-        if spawner.get("docker") is None:
-            raise SettingsError("spawner.docker", 'is required with kind "docker"')
-        docker = _parse_docker(spawner["docker"])
-    elif spawner.get("docker") is not None:
-        raise SettingsError("spawner.docker", f'is only used with kind "docker", not {kind!r}')
+    docker = _kind_section(spawner, kind, "docker", _parse_docker)
+    slurm = _kind_section(spawner, kind, "slurm", parse_slurm)
     options_form = _parse_form(spawner.get("options_form", {}))
     sudospawner = p.string(spawner.get("sudospawner", ""), "spawner.sudospawner", allow_empty=True)
     if sudospawner:
         p.existing_file(sudospawner, "spawner.sudospawner")
         if kind != "local":
-            why = (
-                "systemd starts each server as a transient unit run as its user, and a "
-                "polkit rule letting the hub's account do that lets it run anything as anyone"
-                if kind == "systemd"
-                else "the container engine's socket lets whoever holds it run anything as root"
-            )
+            why = {
+                "systemd": "systemd starts each server as a transient unit run as its user, "
+                "and a polkit rule letting the hub's account do that lets it run anything as "
+                "anyone",
+                "docker": "the container engine's socket lets whoever holds it run anything "
+                "as root",
+                "slurm": "jobs are submitted, watched and cancelled with sbatch, squeue and "
+                "scancel run as each user through sudo, and a sudo rule for those lets the "
+                "hub's account run any job as anyone",
+            }[kind]
             raise SettingsError(
                 "spawner.sudospawner",
                 "means a hub that is not root (servers start through sudospawner's "
@@ -298,6 +318,7 @@ def parse_spawner(data: Any) -> SpawnerSettings:
         nice=nice,
         options_form=options_form,
         docker=docker,
+        slurm=slurm,
         sudospawner=sudospawner,
     )
 
@@ -354,6 +375,22 @@ def apply_spawner(
     c.OptionsFormMixin.form_args = list(form.args)
     c.OptionsFormMixin.form_git_hosts = list(form.git_hosts)
     c.OptionsFormMixin.git_python = form.git_python
+
+    if spawner.slurm is not None:
+        slurm, job = spawner.slurm, spawner.slurm.job
+        c.HubSlurmSpawner.form_partitions = list(job.partitions)
+        c.HubSlurmSpawner.form_walltime = job.walltime
+        c.HubSlurmSpawner.form_walltime_max = job.walltime_max
+        c.HubSlurmSpawner.form_memory = job.memory
+        c.HubSlurmSpawner.form_memory_max = job.memory_max
+        c.HubSlurmSpawner.form_cpus = job.cpus
+        c.HubSlurmSpawner.form_cpus_max = job.cpus_max
+        c.HubSlurmSpawner.job_directives = list(slurm.directives)
+        c.HubSlurmSpawner.req_prologue = slurm.prologue
+        c.HubSlurmSpawner.batchspawner_singleuser_cmd = slurm.singleuser
+        # Pending in the queue counts as starting: a job may wait for a free
+        # node as long as a server may wait for its turn on the hub host.
+        c.HubSlurmSpawner.start_timeout = c.Spawner.start_timeout
 
     if spawner.docker is not None:
         docker = spawner.docker
