@@ -504,3 +504,42 @@ def test_a_job_whose_server_reports_its_port_starts(tmp_path: Path):
         return await asyncio.wait_for(start, 2)
 
     assert asyncio.run(run()) == ("node2", 43210)
+
+
+# --- what a server may report to the hub -------------------------------------------
+
+
+def test_batchspawners_report_handler_takes_only_the_port():
+    from jupyterhub.apihandlers import default_handlers
+
+    from hub_app.spawners import PortReportHandler
+
+    handlers = [handler for pattern, handler in default_handlers if "batchspawner" in pattern]
+    assert handlers == [PortReportHandler]
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"exec_prefix": "touch /root/owned;"},
+        {"port": 8888, "batch_query_cmd": "id"},
+        {"port": "8888"},
+        {"port": 0},
+        ["port", 8888],
+        None,
+    ],
+)
+def test_a_report_of_anything_but_the_port_is_refused(report):
+    from tornado.web import HTTPError
+
+    from hub_app.spawners import checked_port_report
+
+    with pytest.raises(HTTPError) as raised:
+        checked_port_report(report)
+    assert raised.value.status_code == 400
+
+
+def test_a_port_report_passes():
+    from hub_app.spawners import checked_port_report
+
+    assert checked_port_report({"port": 43210}) == 43210

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from batchspawner import JobStatus, SlurmSpawner
+from batchspawner.api import BatchSpawnerAPIHandler
 from dockerspawner import DockerSpawner
+from jupyterhub.apihandlers import default_handlers
 from jupyterhub.spawner import LocalProcessSpawner
 from jupyterhub.utils import exponential_backoff, random_port, url_path_join
 from sudospawner import SudoSpawner
@@ -739,6 +741,44 @@ class HubDockerSpawner(StartQueueMixin, OptionsFormMixin, DockerSpawner):
         if self.network_name == "host":
             return "127.0.0.1", self.port
         return await super().get_ip_and_port()
+
+
+def checked_port_report(data: Any) -> int:
+    """The port in a server's report to the hub (``{"port": N}``), or HTTP 400.
+
+    batchspawner's API handler sets every attribute of the spawner the report
+    names. A user holds their server's token (their kernels have it), so they
+    could set ``exec_prefix`` or ``batch_query_cmd``, which the hub runs as
+    root in a shell: only the port is accepted here.
+
+    Raises:
+        tornado.web.HTTPError: 400 for anything but one port number.
+    """
+    port = data.get("port") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or set(data) != {"port"} or type(port) is not int:
+        raise web.HTTPError(400, 'a server reports only its port: {"port": N}')
+    if not 1 <= port <= 65535:
+        raise web.HTTPError(400, f"{port} is not a TCP port")
+    return port
+
+
+class PortReportHandler(BatchSpawnerAPIHandler):
+    """batchspawner's ``/api/batchspawner``, taking nothing but the server's port."""
+
+    @web.authenticated
+    def post(self):
+        """Check the report (:func:`checked_port_report`), then let batchspawner apply it."""
+        checked_port_report(self.get_json_body())
+        return super().post()
+
+
+# batchspawner adds its handler to JupyterHub's when imported (above); the hub
+# builds its routes from that list after loading its configuration, which
+# imports this module: the checked handler takes its place.
+default_handlers[:] = [
+    (pattern, PortReportHandler if handler is BatchSpawnerAPIHandler else handler)
+    for pattern, handler in default_handlers
+]
 
 
 # SlurmSpawner's job script, with the site's own #SBATCH lines (each checked by

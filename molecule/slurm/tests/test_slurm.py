@@ -12,6 +12,8 @@ wrong inventory is refused before anything changes.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,6 +99,13 @@ def wait_for(condition, what: str, timeout: float = 120, every: float = 1):
     pytest.fail(f"{what} within {timeout:g} s")
 
 
+def podman_file(container: str, path: str) -> str:
+    """A file's text in another of the scenario's containers (a node)."""
+    return subprocess.run(
+        ["podman", "exec", container, "cat", path], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def routes(host) -> dict[str, str]:
     """The proxy's table: path -> target (its activity data changes by the second)."""
     table = json.loads(hub_app(host, "proxy", "routes", "--json"))
@@ -148,6 +157,33 @@ def test_each_user_runs_code_on_their_node_through_the_public_url(host, certific
         # The kernel runs on the job's node, as the user, in the shared home,
         # after the site's prologue line.
         assert answer == repr((node, "ran", f"/home/{user}", uid))
+
+
+# What a user's kernel can send the hub with the server's own token: batchspawner's
+# report handler would set any attribute of the spawner, the shell command
+# prefix the hub runs as root included; the hub takes only a port.
+REPORT_FROM_A_KERNEL = """
+import json, os, urllib.error, urllib.request
+request = urllib.request.Request(
+    os.environ["JUPYTERHUB_API_URL"] + "/batchspawner",
+    data=json.dumps({"exec_prefix": "touch /root/owned-by-a-user;"}).encode(),
+    headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]},
+    method="POST",
+)
+try:
+    answer = urllib.request.urlopen(request).status
+except urllib.error.HTTPError as error:
+    answer = error.code
+answer
+"""
+
+
+def test_a_user_cannot_rewrite_the_hubs_commands_from_a_kernel(host, certificate, tokens):
+    assert run_code(host, certificate, "bob", tokens["bob"], REPORT_FROM_A_KERNEL) == "400"
+    # The hub still polls bob's job with its own command, and nothing ran as root.
+    time.sleep(6)  # one poll (jupyterhub_spawner_poll_interval: 5)
+    assert server_ready(host, certificate, tokens["bob"], "bob")
+    assert not host.file("/root/owned-by-a-user").exists
 
 
 def test_the_job_asks_slurm_for_what_the_user_chose(host):
@@ -262,3 +298,51 @@ def test_a_wrong_inventory_is_refused_before_any_change(host, extra_vars, says):
     assert "changed=0" in result.stdout[result.stdout.rindex("PLAY RECAP") :]
     assert host.file("/etc/slurm/slurm.conf").content_string == conf
     assert host.file("/etc/jupyterhub/hub_app.json").content_string == settings
+
+
+def test_the_hub_becomes_a_client_of_an_existing_cluster(host, certificate, tokens):
+    """slurm_cluster: existing, as a site with its own cluster writes it.
+
+    The running cluster stands for the site's: its slurm.conf and munge key go
+    into the inventory (the key as Vault would hold it), the controller's group
+    is emptied (the site's controller is not the bundle's), and a run limited to
+    the hub makes the hub a client of it: its slurm.conf is the site's text, the
+    cluster's hosts are not touched, and a user's server still runs as a job.
+    """
+    import yaml
+
+    site_conf = host.file("/etc/slurm/slurm.conf").content_string
+    key = host.check_output("base64 -w0 /etc/munge/munge.key")
+    key_before = host.check_output("sha256sum /etc/munge/munge.key")
+    scenario_inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    inventory = yaml.safe_load(scenario_inventory.read_text())
+    inventory["slurm_controllers"]["hosts"] = {}
+    # Beside the scenario's, so its group_vars apply; gone before Molecule
+    # reads that directory again.
+    site_inventory = scenario_inventory.with_name(f"existing-cluster-{os.getpid()}.yml")
+    nodes_conf = {node: podman_file(node, "/etc/slurm/slurm.conf") for node in NODES}
+    try:
+        site_inventory.write_text(yaml.safe_dump(inventory))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MOLECULE_INVENTORY_FILE", str(site_inventory))
+            result = run_playbook(
+                host,
+                "site.yml",
+                {"slurm_cluster": "existing", "slurm_conf": site_conf, "slurm_munge_key": key},
+            )
+    finally:
+        site_inventory.unlink(missing_ok=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    conf = host.file("/etc/slurm/slurm.conf").content_string
+    assert "The site's own (slurm_conf)" in conf and site_conf.strip() in conf
+    assert host.check_output("sha256sum /etc/munge/munge.key") == key_before
+    assert {node: podman_file(node, "/etc/slurm/slurm.conf") for node in NODES} == nodes_conf
+
+    # carol's server is stopped (her job was cancelled above); bob's still runs.
+    answer = api(host, certificate, tokens["carol"], "POST", "/users/carol/server", json=JOB)
+    assert answer.status_code in (201, 202), answer.text[:200]
+    wait_for(lambda: started(host, certificate, tokens["carol"], "carol"), "carol's server", 180)
+    assert jobs(host)["carol"][2] in NODES
+    assert run_code(host, certificate, "carol", tokens["carol"], "6 * 7") == "42"
+    api(host, certificate, tokens["carol"], "DELETE", "/users/carol/server")
+    wait_for(lambda: "carol" not in jobs(host), "carol's job was still queued", timeout=60)
