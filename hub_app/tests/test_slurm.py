@@ -372,6 +372,18 @@ def test_an_existing_cluster_passes():
     [
         (BUNDLED, {}, "jupyterhub_spawner_kind", "needs one host in the group slurm_controllers"),
         (
+            BUNDLED | {"slurm_cluster_name": "My Cluster"},
+            CLUSTER,
+            "slurm_cluster_name",
+            "lowercase letters, digits",
+        ),
+        (
+            BUNDLED | {"slurm_node_reserved_memory_mb": -512},
+            CLUSTER,
+            "slurm_node_reserved_memory_mb",
+            "whole number",
+        ),
+        (
             BUNDLED,
             {"slurm_controllers": ["a", "b"], "slurm_nodes": ["n1"]},
             "jupyterhub_spawner_kind",

@@ -963,6 +963,7 @@ def hub_account(v: Inventory) -> Iterator[SettingsError]:
 # --- slurm: the cluster the hub's jobs run on -----------------------------------------
 
 SLURM_GROUPS = ("slurm_controllers", "slurm_nodes")
+CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 def _slurm_partitions(v: Inventory) -> Iterator[SettingsError | tuple[str, int | None]]:
@@ -971,19 +972,7 @@ def _slurm_partitions(v: Inventory) -> Iterator[SettingsError | tuple[str, int |
     Yields problems of the variables that describe them along the way.
     """
     if v.get("slurm_cluster") == "existing":
-        conf = v.get("slurm_conf") or ""
-        for line in conf.splitlines():
-            names = slurm.conf_partitions(line)
-            if not names:
-                continue
-            max_time = re.search(r"\bMaxTime\s*=\s*(\S+)", line, re.IGNORECASE)
-            seconds = None
-            if max_time and max_time[1].upper() not in ("INFINITE", "UNLIMITED"):
-                try:
-                    seconds = slurm.walltime_seconds(max_time[1], "slurm_conf")
-                except SettingsError:
-                    seconds = None  # Slurm reads it; the walltime bound is then unchecked
-            yield names[0], seconds
+        yield from slurm.conf_partition_limits(v.get("slurm_conf") or "").items()
         return
     nodes = v.groups.get("slurm_nodes", [])
     seen: set[str] = set()
@@ -1061,6 +1050,19 @@ def slurm_cluster(v: Inventory) -> Iterator[SettingsError]:
                 "group, or use slurm_cluster: bundled",
             )
     elif cluster == "bundled":
+        name = v.get("slurm_cluster_name")
+        if not isinstance(name, str) or not CLUSTER_NAME_PATTERN.match(name):
+            yield SettingsError(
+                "slurm_cluster_name",
+                f"is {name!r}; Slurm takes a cluster name of lowercase letters, digits, '_' "
+                "and '-' (at most 40, starting with a letter or digit)",
+            )
+        yield from _check(
+            p.count,
+            v.get("slurm_node_reserved_memory_mb"),
+            "slurm_node_reserved_memory_mb",
+            "0 to let jobs ask for all of a node's memory",
+        )
         if len(hosts["slurm_controllers"]) != 1 or not hosts["slurm_nodes"]:
             yield SettingsError(
                 "jupyterhub_spawner_kind",

@@ -807,7 +807,7 @@ echo "jupyterhub-singleuser ended gracefully"
 class HubSlurmSpawner(OptionsFormMixin, SlurmSpawner):
     """batchspawner's SlurmSpawner plus the options form's job fields.
 
-    Each server is a batch job (``sbatch`` as the user, through ``sudo``); its
+    Each server is a batch job (``sbatch`` as the user, through ``runuser``); its
     job id is the spawner's state in the hub's database, so a restarted hub
     polls the same job (``squeue``) and keeps its route; stopping the server
     cancels it (``scancel``), and a job Slurm ends (walltime, node failure,
@@ -934,26 +934,27 @@ class HubSlurmSpawner(OptionsFormMixin, SlurmSpawner):
                 done, _ = await asyncio.wait({starting}, timeout=self.job_watch_interval)
                 if done:
                     return starting.result()
-                if await self._job_ended_early():
-                    starting.cancel()
+                ended = await self._job_ended_early()
+                if ended:
                     raise RuntimeError(
-                        f"Your server's job {self._ended_job} ended before the server started; "
-                        f"its log is ~/.jupyterhub-slurm-{self._ended_job}.log"
+                        f"Your server's job {ended} ended before the server started; "
+                        f"its log is ~/.jupyterhub-slurm-{ended}.log"
                     )
         finally:
             if not starting.done():
                 starting.cancel()
 
-    _ended_job = ""
+    async def _job_ended_early(self) -> str:
+        """The job's id if, once seen running, it has gone while its server never reported.
 
-    async def _job_ended_early(self) -> bool:
-        """Whether the job, once seen running, has gone while its server never reported."""
+        Returns:
+            The ended job's id (its state cleared), or "" while it may still start.
+        """
         if not self.job_id or self.port or self.ip in ("", self.traits()["ip"].default_value):
-            return False  # not submitted, already reported, or still pending
+            return ""  # not submitted, already reported, or still pending
         job_id = self.job_id
         if await self.query_job_status() != JobStatus.NOTFOUND:
-            return False  # running, requeued, or Slurm not answering: wait on
+            return ""  # running, requeued, or Slurm not answering: wait on
         self.log.warning("%s's job %s ended before its server started", self.user.name, job_id)
-        self._ended_job = job_id
         self.clear_state()
-        return True
+        return job_id

@@ -11,6 +11,7 @@ form's checks alike. Nothing here imports JupyterHub or batchspawner.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from .primitives import SettingsError
 __all__ = [
     "JobBounds",
     "SlurmSettings",
+    "conf_partition_limits",
     "conf_partitions",
     "format_walltime",
     "memory_mib",
@@ -33,15 +35,12 @@ __all__ = [
 # Slurm's own time formats (sbatch(1), --time): minutes, minutes:seconds,
 # hours:minutes:seconds, days-hours, days-hours:minutes, days-hours:minutes:seconds.
 _WALLTIME_FORMS = (
-    (re.compile(r"^(?P<m>\d+)$"), "minutes"),
-    (re.compile(r"^(?P<m>\d+):(?P<s>\d{1,2})$"), "minutes:seconds"),
-    (re.compile(r"^(?P<h>\d+):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"), "hours:minutes:seconds"),
-    (re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2})$"), "days-hours"),
-    (re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2})$"), "days-hours:minutes"),
-    (
-        re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
-        "days-hours:minutes:seconds",
-    ),
+    re.compile(r"^(?P<m>\d+)$"),
+    re.compile(r"^(?P<m>\d+):(?P<s>\d{1,2})$"),
+    re.compile(r"^(?P<h>\d+):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
+    re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2})$"),
+    re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2})$"),
+    re.compile(r"^(?P<d>\d+)-(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})$"),
 )
 WALLTIME_HINT = "HH:MM:SS, like 02:00:00 (or Slurm's MM, MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)"
 # sbatch --mem: a whole number, megabytes unless K, M, G or T follows.
@@ -75,7 +74,8 @@ SPAWNER_OWNED_OPTIONS = frozenset(
         "array",
     }
 )
-_PARTITION_LINE = re.compile(r"^\s*PartitionName\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_PARTITION_LINE = re.compile(r"^\s*PartitionName\s*=\s*(\S+)", re.IGNORECASE)
+_MAX_TIME = re.compile(r"\bMaxTime\s*=\s*(\S+)", re.IGNORECASE)
 
 
 def walltime_seconds(value: Any, path: str) -> int:
@@ -85,7 +85,7 @@ def walltime_seconds(value: Any, path: str) -> int:
         SettingsError: If it is not text in one of the formats, or is under a minute.
     """
     text = value if isinstance(value, str) else ""
-    for pattern, _ in _WALLTIME_FORMS:
+    for pattern in _WALLTIME_FORMS:
         match = pattern.match(text.strip())
         if match:
             parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
@@ -131,10 +131,30 @@ def memory_mib(value: Any, path: str) -> int:
     return mib
 
 
+def conf_partition_limits(text: str) -> dict[str, int | None]:
+    """The partitions a ``slurm.conf`` defines, each with its MaxTime in seconds.
+
+    ``PartitionName=`` lines (DEFAULT is none); None where the line sets no
+    MaxTime, sets INFINITE or UNLIMITED, or one this module cannot read (Slurm
+    reads it; the walltime bound is then not checked against it).
+    """
+    limits: dict[str, int | None] = {}
+    for line in text.splitlines():
+        name = _PARTITION_LINE.match(line)
+        if not name or name[1].upper() == "DEFAULT" or name[1] in limits:
+            continue
+        max_time = _MAX_TIME.search(line)
+        seconds = None
+        if max_time and max_time[1].upper() not in ("INFINITE", "UNLIMITED"):
+            with contextlib.suppress(SettingsError):
+                seconds = walltime_seconds(max_time[1], "MaxTime")
+        limits[name[1]] = seconds
+    return limits
+
+
 def conf_partitions(text: str) -> tuple[str, ...]:
     """The partitions a ``slurm.conf`` defines (``PartitionName=`` lines; DEFAULT is none)."""
-    names = (name for name in _PARTITION_LINE.findall(text) if name.upper() != "DEFAULT")
-    return tuple(dict.fromkeys(names))
+    return tuple(conf_partition_limits(text))
 
 
 @dataclass(frozen=True)
