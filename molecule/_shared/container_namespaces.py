@@ -10,11 +10,16 @@ filesystem, processes, network and hostname as ``podman exec``, with the
 container's configured environment.
 
 What differs: the command keeps the host root's capabilities and no seccomp
-filter, and it stays in the host's cgroup (as an SSH session's root on a real
-host has every capability). Daemons that Ansible starts on the systemd images
-are started by the container's systemd, in its cgroups; on the sysvinit image
-they are children of the command. Either way they are reparented to the
-container's init and die with its PID namespace when the container stops.
+filter (as an SSH session's root on a real host has every capability). Like
+``podman exec``, it first joins the cgroups of the container's init: a command
+left in the host's cgroups is outside the container's systemd's tree, and a
+nested podman's runc asks that systemd to move its processes into a scope,
+which then fails ("Couldn't move process ... to requested cgroup"; seen with
+the docker spawner's image builds, cgroup v1, December 2026). Daemons that
+Ansible starts on the systemd images are started by the container's systemd,
+in its cgroups; on the sysvinit image they are children of the command. Either
+way they are reparented to the container's init and die with its PID
+namespace when the container stops.
 
 The container's init PID changes when the container restarts, so the lookup
 (one ``podman inspect``) is cached per container name with the process's start
@@ -95,6 +100,33 @@ def container_process(container: str, podman: str = "podman") -> dict:
     return found
 
 
+# A shell that writes its own PID into each cgroup.procs it is given (up to
+# "--"), then becomes the rest of its arguments: the cgroups are joined before
+# nsenter, and everything it starts, is. A write that fails (a hierarchy this
+# host does not let root move into) leaves that one as it was.
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ 2>/dev/null >"$1"; shift; done; shift; exec "$@"'
+
+
+def _cgroup_procs_files(pid: int) -> list[str]:
+    """The host's cgroup.procs file of each cgroup PID belongs to (cgroup v1 and v2)."""
+    root = Path("/sys/fs/cgroup")
+    files = []
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return files
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if not controllers:  # cgroup v2: the unified hierarchy
+            hierarchy = root / "unified" if (root / "unified").is_dir() else root
+        else:
+            hierarchy = root / controllers.removeprefix("name=")
+        procs = hierarchy / path.lstrip("/") / "cgroup.procs"
+        if procs.is_file():
+            files.append(str(procs))
+    return files
+
+
 def command(
     container: str, argv: list[str], user: str | None = None, podman: str = "podman"
 ) -> tuple[list[str], dict]:
@@ -107,7 +139,8 @@ def command(
         podman: the podman executable, for the lookup.
     """
     process = container_process(container, podman)
-    prefix = ["nsenter", f"--target={process['pid']}", "--all", "--root", "--wd"]
+    join = ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *_cgroup_procs_files(process["pid"]), "--"]
+    prefix = [*join, "nsenter", f"--target={process['pid']}", "--all", "--root", "--wd"]
     if user and user != "root":
         prefix += ["runuser", "-u", user, "--"]
     environment = dict(entry.split("=", 1) for entry in process["env"] if "=" in entry)
