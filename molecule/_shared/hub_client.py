@@ -367,6 +367,49 @@ def server_pid(host, username: str) -> int:
     return pids[0]
 
 
+def mount_namespace(host, pid: int) -> str:
+    return host.check_output(f"readlink /proc/{pid}/ns/mnt")
+
+
+def check_sandboxed(host, pid: int, program: str) -> None:
+    """What supervisor-sandbox gives the supervisor program PROGRAM, seen in its process PID.
+
+    Its own mount namespace, with /usr and /etc (and the mounts under them, such
+    as the container's /etc/hosts) read-only and a write there refused, and a
+    /tmp and /var/tmp of its own: a file in the host's /tmp is not in the
+    program's, and the program's is roles/supervisor's private directory.
+    """
+    own_namespace = mount_namespace(host, pid) != mount_namespace(host, 1)
+    assert own_namespace, f"{program} (pid {pid}) shares the host's mounts"
+    enter = f"nsenter --target {pid} --mount --"
+    # The mount the program sees at each point is the last one listed (those
+    # under it are covered).
+    visible = {}
+    for line in host.file(f"/proc/{pid}/mountinfo").content_string.splitlines():
+        mount_point, options = line.split()[4:6]
+        visible[mount_point] = options.split(",")
+    for mount_point, options in visible.items():
+        if mount_point in ("/usr", "/etc") or mount_point.startswith(("/usr/", "/etc/")):
+            assert options[0] == "ro", f"{program}: {mount_point} is writable: {options}"
+    # A new file in each, and /etc/hosts (a mount of its own in a container).
+    for path in ("/etc/sandbox-check", "/usr/sandbox-check", "/etc/hosts"):
+        refused = host.run(f"{enter} touch {path}")
+        assert refused.rc != 0 and "Read-only file system" in refused.stderr, (path, refused)
+    assert not host.file("/etc/sandbox-check").exists
+    # One file in the host's /tmp, one in each of the program's (the
+    # supervisor role's root-only folder).
+    marker = f"sandbox-check-{uuid.uuid4().hex}"
+    private = f"/var/tmp/supervisor-sandbox/{program}"  # noqa: S108
+    files = f"/tmp/{marker} {private}/tmp/{marker}-private {private}/var-tmp/{marker}-private"  # noqa: S108
+    host.run_expect([0], f"touch {files}")
+    try:
+        assert host.run(f"{enter} test -e /tmp/{marker}").rc == 1, f"{program} sees the host's /tmp"
+        host.run_expect([0], f"{enter} test -e /tmp/{marker}-private")
+        host.run_expect([0], f"{enter} test -e /var/tmp/{marker}-private")
+    finally:
+        host.run(f"rm -f {files}")
+
+
 def run_playbook(
     host, playbook: str = "site.yml", extra_vars: dict | None = None, *options: str
 ) -> subprocess.CompletedProcess:

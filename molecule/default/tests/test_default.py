@@ -22,10 +22,12 @@ from hub_client import (
     CERTIFICATE,
     HUB_APP,
     browser,
+    check_sandboxed,
     container_address,
     hub_app,
     hub_url,
     log_in,
+    mount_namespace,
     run_code,
     save_certificate,
     server_pid,
@@ -37,6 +39,15 @@ TEST_USER = "alice"
 TEST_PASSWORD = "molecule-alice-password"
 INITIAL_ADMIN = "hubadmin"
 INITIAL_ADMIN_CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
+# Root may make mount namespaces on debian13 only (molecule.yml), as on a real
+# host; debian12 is an unprivileged container.
+SANDBOXED_PLATFORMS = {"debian13"}
+# The programs started as root, each found by its command line.
+ROOT_PROGRAMS = {
+    "jupyterhub": "bin/jupyterhub --config",
+    "jupyterhub-proxy": "configurable-http-proxy",
+    "jupyterhub-proxy-http": "http-responder",
+}
 
 
 @pytest.fixture
@@ -81,6 +92,18 @@ def test_the_hub_and_the_proxy_can_gain_no_privilege(host):
     for name, command in programs.items():
         pid = int(host.check_output(f"pgrep -o -f {command!r}").split()[0])
         assert no_new_privs(host, pid), f"{name} (pid {pid}) could gain privileges"
+
+
+@pytest.mark.parametrize("program", ROOT_PROGRAMS)
+def test_the_hub_and_the_proxy_are_sandboxed_where_the_host_allows(host, program):
+    """Read-only system directories and a private /tmp (supervisor_sandbox), or, in
+    an unprivileged container, the host's mounts as before and the play saying so."""
+    pid = int(host.check_output(f"pgrep -o -f {ROOT_PROGRAMS[program]!r}").split()[0])
+    if host.backend.name in SANDBOXED_PLATFORMS:
+        check_sandboxed(host, pid, program)
+    else:
+        assert mount_namespace(host, pid) == mount_namespace(host, 1)
+        assert host.run("/usr/local/sbin/supervisor-sandbox --probe").rc == 1
 
 
 @pytest.mark.parametrize(
@@ -160,8 +183,11 @@ def test_a_server_spawns_and_its_route_appears_in_the_proxy(host):
     routes = json.loads(hub_app(host, "proxy", "routes", "--json"))
     assert f"/user/{TEST_USER}/" in routes
     assert server_pid(host, TEST_USER) > 0
-    # Started by a root hub, it inherits the hub's no_new_privs.
+    # Started by a root hub, it inherits the hub's no_new_privs, and its
+    # sandbox where there is one.
     assert no_new_privs(host, server_pid(host, TEST_USER))
+    hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
+    assert mount_namespace(host, server_pid(host, TEST_USER)) == mount_namespace(host, hub)
 
 
 def test_code_runs_in_the_system_wide_kernel_as_the_user(host, trusted_certificate):
@@ -202,6 +228,11 @@ def test_a_hub_restart_leaves_the_server_running_and_reachable(host, trusted_cer
         assert time.monotonic() < deadline, "the hub did not come back within 180 s"
         time.sleep(1)
     assert server_pid(host, TEST_USER) == before
+    # The new hub process has a sandbox again (a new namespace; the kept
+    # server stays in the one it started in, with its /tmp).
+    if host.backend.name in SANDBOXED_PLATFORMS:
+        hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
+        check_sandboxed(host, hub, "jupyterhub")
     users = {user["name"]: user for user in json.loads(hub_app(host, "users", "list", "--json"))}
     assert users[TEST_USER]["servers"][""]["ready"]
     routes = json.loads(hub_app(host, "proxy", "routes", "--json"))

@@ -34,10 +34,12 @@ from hub_client import (
     HUB_APP,
     HUB_NAME,
     browser,
+    check_sandboxed,
     container_address,
     hub_app,
     hub_url,
     log_in,
+    mount_namespace,
     recap_changed,
     run_code,
     run_playbook,
@@ -130,6 +132,9 @@ def test_no_hub_process_runs_as_root():
     # Nothing from the hub's environment runs as root: the hub, its services,
     # users' servers and their mediators (as their users).
     assert not [args for user, args in rows if user == "root" and "/opt/jupyterhub/" in args]
+    # supervisord started it as root for its sandbox (this platform allows
+    # one, molecule.yml), and setpriv dropped it to its account.
+    check_sandboxed(host, int(hub_pid.split()[0]), "jupyterhub")
 
 
 def test_the_hub_s_state_and_secrets_are_its_account_s_alone():
@@ -203,6 +208,9 @@ def test_the_old_server_stops_and_a_new_one_spawns_through_sudospawner(certifica
     pid = server_pid(host, "alice")
     server = host.process.get(pid=pid)
     assert server.user == "alice"
+    # sudo and the mediator run in the hub's sandbox, and so does the server.
+    hub_pid = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
+    assert mount_namespace(host, pid) == mount_namespace(host, hub_pid)
     assert int(host.check_output(f"ps -o ni= -p {pid}")) == 10
     assert run_code(host, certificate, "alice", shared["token"], "5*4") == "20"
     whoami = run_code(

@@ -16,6 +16,7 @@ import time
 import pytest
 from hub_client import (
     HUB_APP,
+    check_sandboxed,
     hub_app,
     hub_url,
     log_in,
@@ -140,6 +141,16 @@ def test_a_server_starts_from_the_form_with_every_field(host, trusted_certificat
     response = post_form(session, host, fields)
     assert response.status_code == 200, response.text[:500]
     wait_ready(host)
+
+
+def test_the_hub_and_the_proxy_that_started_it_are_sandboxed(host):
+    """Every platform here lets root make mount namespaces (molecule.yml): the server
+    above was started by a hub with read-only system directories and a /tmp of its
+    own (supervisor_sandbox), whichever process starts the kind's servers."""
+    hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
+    check_sandboxed(host, hub, "jupyterhub")
+    proxy = int(host.check_output("pgrep -o -f configurable-http-proxy"))
+    check_sandboxed(host, proxy, "jupyterhub-proxy")
 
 
 def test_the_form_s_values_reach_the_kernel(host, trusted_certificate):
