@@ -21,7 +21,8 @@ does. The bundle goes in as ``git archive REF`` (a fresh clone's files).
    ``apt-get update`` and ``apt-get install`` of every Debian package the deploy
    added, each virtual environment the deploy made (its ``pip freeze``,
    installed with ``--no-deps``: no resolution, only downloads and installs),
-   and the proxy's npm package.
+   and the proxy's npm package, installed by the same npm as the deploy's
+   (npm's own package from the registry, fetched and unpacked first).
 
 Appends to the results file: the date, commit, machine, what else ran, the
 commands, the three times, the recaps and each run's slowest tasks.
@@ -44,6 +45,9 @@ BUNDLE = "/root/jupyterhub-bundle"
 UNSAFE_IO = "/etc/dpkg/dpkg.cfg.d/test-image-unsafe-io"
 FLOOR_DIR = "/root/floor"
 CHP_PACKAGE_JSON = "*/node_modules/configurable-http-proxy/package.json"
+# The npm the proxy role fetches (roles/proxy/vars/main.yml __proxy_npm_dir).
+NPM_PACKAGE_JSON = "/opt/configurable-http-proxy/npm-*/package.json"
+NPM_TARBALL = "https://registry.npmjs.org/npm/-/npm-{version}.tgz"
 VERSION_OF = "python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"version\"])'"
 RECAP = re.compile(r"^\S+\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 # profile_tasks' summary lines: "role : Task name ------ 12.34s"
@@ -168,7 +172,9 @@ def slowest(output: str) -> list[str]:
     return [f"{seconds:>7}s {name.strip()}" for name, seconds in PROFILE_LINE.findall(output)]
 
 
-def floor(container: str, added: list[str], venvs: dict[str, str], npm: dict[str, str]) -> dict:
+def floor(
+    container: str, added: list[str], venvs: dict[str, str], npm: str, packages: dict[str, str]
+) -> dict:
     times = {}
     apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
     times["apt-get update"] = shell(container, f"mkdir -p {FLOOR_DIR} && apt-get update -qq")[0]
@@ -184,10 +190,22 @@ def floor(container: str, added: list[str], venvs: dict[str, str], npm: dict[str
             f"/usr/bin/python3 -m venv {target} && {target}/bin/pip install -q "
             f"--disable-pip-version-check --no-deps -r {requirements}",
         )[0]
-    for name, version in npm.items():
+    npm_cli = "npm"
+    if npm:
+        fetch = (
+            f"import urllib.request; urllib.request.urlretrieve("
+            f"{NPM_TARBALL.format(version=npm)!r}, '{FLOOR_DIR}/npm.tgz')"
+        )
+        times[f"fetch and unpack npm {npm}"] = shell(
+            container,
+            f"python3 -c {shlex.quote(fetch)} && mkdir -p {FLOOR_DIR}/npm-cli && "
+            f"tar -xzf {FLOOR_DIR}/npm.tgz -C {FLOOR_DIR}/npm-cli --strip-components=1",
+        )[0]
+        npm_cli = f"NPM_CONFIG_GLOBALCONFIG=/etc/npmrc {FLOOR_DIR}/npm-cli/bin/npm-cli.js"
+    for name, version in packages.items():
         times[f"npm install {name}@{version}"] = shell(
             container,
-            f"npm install -g --prefix {FLOOR_DIR}/npm {name}@{version} --no-fund --no-audit",
+            f"{npm_cli} install -g --prefix {FLOOR_DIR}/npm {name}@{version} --no-fund --no-audit",
         )[0]
     return times
 
@@ -217,9 +235,12 @@ def main() -> int:
     venvs = {path: frozen_requirements(host, path) for path in virtual_environments(host)}
     find_chp = f"find / -xdev -path '{CHP_PACKAGE_JSON}' -exec {VERSION_OF} {{}} \\; -quit"
     chp = shell(host, find_chp)[1].strip()
+    npm = shell(host, f"test ! -e {NPM_PACKAGE_JSON} || {VERSION_OF} {NPM_PACKAGE_JSON}")[1].strip()
 
     floor_host = fresh_host("bench-deploy-floor")
-    floor_times = floor(floor_host, added, venvs, {"configurable-http-proxy": chp} if chp else {})
+    floor_times = floor(
+        floor_host, added, venvs, npm, {"configurable-http-proxy": chp} if chp else {}
+    )
     floor_total = sum(floor_times.values())
     after = what_else_runs()
     if not args.keep:
@@ -240,7 +261,7 @@ def main() -> int:
         f"podman exec bench-deploy bash -c 'cd {BUNDLE} && ./bin/deploy'   # cold, then again",
         "podman exec bench-deploy-floor bash -c 'apt-get update; apt-get install <the packages "
         "the deploy added>; python3 -m venv + pip install --no-deps -r <each venv's freeze>; "
-        "npm install -g configurable-http-proxy@<its version>'",
+        "fetch npm's package and unpack it; npm install -g configurable-http-proxy@<its version>'",
         "```",
         "",
         "| measure | seconds | |",
