@@ -399,7 +399,7 @@ def check_sandboxed(host, pid: int, program: str) -> None:
     # One file in the host's /tmp, one in each of the program's (the
     # supervisor role's root-only folder).
     marker = f"sandbox-check-{uuid.uuid4().hex}"
-    private = f"/var/tmp/supervisor-sandbox/{program}"  # noqa: S108
+    private = f"/var/lib/supervisor-sandbox/{program}"
     files = f"/tmp/{marker} {private}/tmp/{marker}-private {private}/var-tmp/{marker}-private"  # noqa: S108
     host.run_expect([0], f"touch {files}")
     try:

@@ -46,7 +46,7 @@ PATHS = (
     "/usr/local/sbin/supervisor-guard",
     "/usr/local/sbin/supervisor-watchdog",
     "/usr/local/sbin/supervisor-sandbox",
-    "/var/tmp/supervisor-sandbox",  # noqa: S108 -- the path under test
+    "/var/lib/supervisor-sandbox",
     "/etc/supervisor/on-start.d",
     "/var/lib/supervisor-guard",
     *(f"/etc/supervisor/conf.d/{program}.conf" for program in PROGRAMS),

@@ -112,6 +112,22 @@ def test_the_command_replaces_the_launcher(program):
     assert int(out) == launcher.pid
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a directory to another account")
+def test_a_base_directory_that_is_not_root_s_is_refused(tmp_path, monkeypatch):
+    """Made (or replaced by a symlink) by another account first: nothing is made in it."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    for base in (theirs, link):
+        monkeypatch.setattr(sandbox, "BASE", base)
+        with pytest.raises(sandbox.SandboxError, match="not a directory of root's"):
+            sandbox.program_directories("jupyterhub")
+    assert list(theirs.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["link", "theirs"]
+
+
 def test_a_name_that_is_not_a_program_s_is_refused():
     for name in ("../etc", ".hidden", ""):
         ran = launch(name, "--", "true")

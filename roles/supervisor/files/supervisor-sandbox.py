@@ -12,10 +12,11 @@ make a mount namespace, with or without systemd as PID 1:
   them too (in a container /etc/hosts and /etc/resolv.conf are mounts of their
   own), keeping their other flags (nosuid, nodev, noexec).
 * ``/tmp`` and ``/var/tmp`` are the program's own: ``BASE/NAME/tmp`` and
-  ``BASE/NAME/var-tmp`` (mode 1777) under a root-only ``BASE``. They outlive a
-  restart of the program, unlike systemd's: the hub's users' servers keep
-  running across a hub restart and keep their files in them. They are emptied
-  at the first start after a reboot, as /tmp is.
+  ``BASE/NAME/var-tmp`` (mode 1777) under a root-only ``BASE``
+  (/var/lib/supervisor-sandbox). They outlive a restart of the program, unlike
+  systemd's: the hub's users' servers keep running across a hub restart and
+  keep their files in them. They are emptied at the first start after a
+  reboot, as /tmp is.
 
 Mounts made on the host later (an NFS home, say) still reach the program: its
 namespace is a slave of the host's. Nothing it mounts reaches the host.
@@ -35,15 +36,16 @@ import ctypes
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 # ProtectSystem=full's directories.
 READ_ONLY_DIRECTORIES = ("/usr", "/boot", "/efi", "/etc")
-# Root-only (0700), made by root before any program runs: no other account can
-# plant anything in it.
-BASE = Path("/var/tmp/supervisor-sandbox")  # noqa: S108
+# Root-only (0700), in a directory only root writes: not under /var/tmp, where
+# any account could make it (or a symlink by its name) first.
+BASE = Path("/var/lib/supervisor-sandbox")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 CLONE_NEWNS = 0x00020000
 CAP_SYS_ADMIN = 21
@@ -116,7 +118,10 @@ def private_directory(path: Path) -> Path:
 
 def program_directories(name: str) -> tuple[Path, Path]:
     """BASE/NAME/{tmp,var-tmp}, emptied at the first start after a reboot."""
-    BASE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    BASE.mkdir(mode=0o700, exist_ok=True)
+    found = BASE.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != 0:
+        raise SandboxError(f"{BASE} is not a directory of root's")
     os.chmod(BASE, 0o700)
     home = BASE / name
     boot_marker = home / "boot_id"
