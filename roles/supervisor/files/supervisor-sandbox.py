@@ -49,8 +49,7 @@ BASE = Path("/var/lib/supervisor-sandbox")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 CLONE_NEWNS = 0x00020000
 CAP_SYS_ADMIN = 21
-# supervisord's pid file (Debian's supervisord.conf); before it runs, PID 1
-# (init), whose capabilities supervisord will inherit at most.
+# supervisord's pid file (Debian's supervisord.conf).
 SUPERVISORD_PID_FILES = (Path("/run/supervisord.pid"), Path("/var/run/supervisord.pid"))
 # Per-mount flags a read-only remount keeps (the kernel resets those not given).
 KEPT_MOUNT_FLAGS = ("nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime")
@@ -149,20 +148,24 @@ def sandbox(name: str) -> None:
 
 
 def supervisord_can_unshare() -> None:
-    """Raise unless supervisord (or init, before it runs) holds CAP_SYS_ADMIN.
+    """Raise unless init and the running supervisord both hold CAP_SYS_ADMIN.
 
-    The probe itself may run with more than supervisord has: Ansible over
-    nsenter into a container, say, has the host root's capabilities.
+    Init: after a reboot it starts supervisord, which has at most its
+    capabilities. The running supervisord: it starts the programs now. The
+    probe itself may run with more than either (Ansible entering a container
+    with nsenter has the host root's capabilities, and a supervisord it
+    started has them too until the container restarts).
     """
-    pid = "1"
+    pids = {"1": "init"}
     for pid_file in SUPERVISORD_PID_FILES:
         if pid_file.is_file() and Path(f"/proc/{pid_file.read_text().strip()}").is_dir():
-            pid = pid_file.read_text().strip()
+            pids[pid_file.read_text().strip()] = "supervisord"
             break
-    status = Path(f"/proc/{pid}/status").read_text()
-    effective = int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
-    if not effective >> CAP_SYS_ADMIN & 1:
-        raise SandboxError(f"supervisord's capabilities (those of pid {pid}) lack CAP_SYS_ADMIN")
+    for pid, name in pids.items():
+        status = Path(f"/proc/{pid}/status").read_text()
+        effective = int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+        if not effective >> CAP_SYS_ADMIN & 1:
+            raise SandboxError(f"{name} (pid {pid}) lacks CAP_SYS_ADMIN")
 
 
 def probe() -> int:
