@@ -28,6 +28,8 @@ supervisord's signals reach COMMAND directly and no process of it stays root.
 ``--probe`` makes such a namespace and checks that /etc is read-only in it
 (exit 0), or says why this host cannot (exit 1): the supervisor role asks once
 per run and renders its programs with or without this launcher accordingly.
+Should the namespace fail later all the same (the host changed since), the
+command starts without it, and the program's log says so.
 """
 
 from __future__ import annotations
@@ -203,10 +205,16 @@ def main(argv: list[str]) -> int:
     try:
         sandbox(name)
     except (SandboxError, OSError) as error:
-        # supervisord keeps this in the program's log; the program does not
-        # start unsandboxed behind the operator's back.
-        print(f"supervisor-sandbox: {name}: {error}", file=sys.stderr)
-        return 1
+        # The host no longer allows it (the play probed otherwise: a host that
+        # lost CAP_SYS_ADMIN, say, after a reboot). The program starts anyway,
+        # as systemd starts a unit whose sandboxing the kernel refuses: a hub
+        # that stays down loses its users more than this hardening protects
+        # them. Loudly, in the program's log; the next deploy probes again.
+        print(
+            f"supervisor-sandbox: {name}: NOT SANDBOXED, starting it without: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
     # The program's own command line from its supervisord program file.
     os.execvp(command[0], command)  # noqa: S606
     return 127  # not reached
