@@ -242,6 +242,16 @@ BAD: dict[str, Case] = {
     "public ip a host name": case(
         {"proxy_public_ip": "hub.example.org"}, blames="proxy_public_ip", says="IP address"
     ),
+    "npm registry without a scheme": case(
+        {"proxy_npm_registry": "registry.npmjs.org"},
+        blames="proxy_npm_registry",
+        says="https:// or http://",
+    ),
+    "npm registry with a query": case(
+        {"proxy_npm_registry": "https://npm.example.org/?token=x"},
+        blames="proxy_npm_registry",
+        says="query string",
+    ),
     "default target https": case(
         {"proxy_default_target": "https://127.0.0.1:8081"},
         blames="proxy_default_target",

@@ -588,6 +588,11 @@ def proxy_addresses(v: Inventory) -> Iterator[SettingsError]:
         yield from _check(
             p.ip_address, v["proxy_public_ip"], "proxy_public_ip", "or '' for all of this host's"
         )
+    # npm and configurable-http-proxy come from there (a site's mirror may
+    # serve plain HTTP inside its network, as npm allows).
+    yield from _check(
+        p.url, v["proxy_npm_registry"], "proxy_npm_registry", ("https", "http"), allow_path=True
+    )
     ports: dict[str, int] = {}
     target = v["proxy_default_target"]
     problems = list(_check(p.url, target, "proxy_default_target", ("http",), allow_path=False))
