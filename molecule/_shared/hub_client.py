@@ -367,6 +367,15 @@ def server_pid(host, username: str) -> int:
     return pids[0]
 
 
+# The hub's process, found by its command line (oldest_pid).
+HUB_PROCESS = "bin/jupyterhub --config"
+
+
+def oldest_pid(host, command_line: str) -> int:
+    """The oldest process whose command line contains ``command_line``."""
+    return int(host.check_output(f"pgrep -o -f {command_line!r}").split()[0])
+
+
 def mount_namespace(host, pid: int) -> str:
     return host.check_output(f"readlink /proc/{pid}/ns/mnt")
 

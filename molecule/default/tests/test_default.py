@@ -21,6 +21,7 @@ from cryptography import x509
 from hub_client import (
     CERTIFICATE,
     HUB_APP,
+    HUB_PROCESS,
     browser,
     check_sandboxed,
     container_address,
@@ -28,6 +29,7 @@ from hub_client import (
     hub_url,
     log_in,
     mount_namespace,
+    oldest_pid,
     run_code,
     save_certificate,
     server_pid,
@@ -44,7 +46,7 @@ INITIAL_ADMIN_CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
 SANDBOXED_PLATFORMS = {"debian13"}
 # The programs started as root, each found by its command line.
 ROOT_PROGRAMS = {
-    "jupyterhub": "bin/jupyterhub --config",
+    "jupyterhub": HUB_PROCESS,
     "jupyterhub-proxy": "configurable-http-proxy",
     "jupyterhub-proxy-http": "http-responder",
 }
@@ -84,21 +86,16 @@ def no_new_privs(host, pid: int) -> bool:
 
 def test_the_hub_and_the_proxy_can_gain_no_privilege(host):
     """no_new_privs: no setuid program or file capability gives them (or their children) more."""
-    programs = {
-        "the root hub": "bin/jupyterhub --config",
-        "the proxy": "configurable-http-proxy",
-        "the plain-HTTP responder": "http-responder",
-    }
-    for name, command in programs.items():
-        pid = int(host.check_output(f"pgrep -o -f {command!r}").split()[0])
-        assert no_new_privs(host, pid), f"{name} (pid {pid}) could gain privileges"
+    for program, command_line in ROOT_PROGRAMS.items():
+        pid = oldest_pid(host, command_line)
+        assert no_new_privs(host, pid), f"{program} (pid {pid}) could gain privileges"
 
 
 @pytest.mark.parametrize("program", ROOT_PROGRAMS)
 def test_the_hub_and_the_proxy_are_sandboxed_where_the_host_allows(host, program):
     """Read-only system directories and a private /tmp (supervisor_sandbox), or, in
     an unprivileged container, the host's mounts as before and the play saying so."""
-    pid = int(host.check_output(f"pgrep -o -f {ROOT_PROGRAMS[program]!r}").split()[0])
+    pid = oldest_pid(host, ROOT_PROGRAMS[program])
     if host.backend.name in SANDBOXED_PLATFORMS:
         check_sandboxed(host, pid, program)
     else:
@@ -186,7 +183,7 @@ def test_a_server_spawns_and_its_route_appears_in_the_proxy(host):
     # Started by a root hub, it inherits the hub's no_new_privs, and its
     # sandbox where there is one.
     assert no_new_privs(host, server_pid(host, TEST_USER))
-    hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
+    hub = oldest_pid(host, HUB_PROCESS)
     assert mount_namespace(host, server_pid(host, TEST_USER)) == mount_namespace(host, hub)
 
 
@@ -231,8 +228,7 @@ def test_a_hub_restart_leaves_the_server_running_and_reachable(host, trusted_cer
     # The new hub process has a sandbox again (a new namespace; the kept
     # server stays in the one it started in, with its /tmp).
     if host.backend.name in SANDBOXED_PLATFORMS:
-        hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
-        check_sandboxed(host, hub, "jupyterhub")
+        check_sandboxed(host, oldest_pid(host, HUB_PROCESS), "jupyterhub")
     users = {user["name"]: user for user in json.loads(hub_app(host, "users", "list", "--json"))}
     assert users[TEST_USER]["servers"][""]["ready"]
     routes = json.loads(hub_app(host, "proxy", "routes", "--json"))
@@ -281,8 +277,8 @@ def test_a_class_starting_at_once_waits_its_turn_at_a_lower_priority(host):
         for user in (TEST_USER, INITIAL_ADMIN):
             niceness = host.check_output(f"ps -o ni= -p {server_pid(host, user)}")
             assert int(niceness) == 10, user
-        for program in ("bin/jupyterhub --config", "configurable-http-proxy"):
-            pid = host.check_output(f"pgrep -o -f '{program}'")
+        for program in (HUB_PROCESS, ROOT_PROGRAMS["jupyterhub-proxy"]):
+            pid = oldest_pid(host, program)
             assert int(host.check_output(f"ps -o ni= -p {pid}")) == 0, program
     finally:
         hub_app(host, "server", "stop", TEST_USER, "--wait")

@@ -33,6 +33,7 @@ from hub_client import (
     CERTIFICATE,
     HUB_APP,
     HUB_NAME,
+    HUB_PROCESS,
     browser,
     check_sandboxed,
     container_address,
@@ -40,6 +41,7 @@ from hub_client import (
     hub_url,
     log_in,
     mount_namespace,
+    oldest_pid,
     recap_changed,
     run_code,
     run_playbook,
@@ -126,15 +128,15 @@ def test_no_hub_process_runs_as_root():
     culler = [user for user, args in rows if "hub_app.idle_culler" in args]
     assert hub == [HUB_ACCOUNT] and culler == [HUB_ACCOUNT], rows
     # Its sudo needs setuid: the hub of its own account runs without no_new_privs.
-    hub_pid = host.check_output("pgrep -o -f 'bin/jupyterhub --config'")
-    status = host.file(f"/proc/{hub_pid.split()[0]}/status").content_string
+    hub_pid = oldest_pid(host, HUB_PROCESS)
+    status = host.file(f"/proc/{hub_pid}/status").content_string
     assert re.search(r"^NoNewPrivs:\s+0$", status, re.MULTILINE), status
     # Nothing from the hub's environment runs as root: the hub, its services,
     # users' servers and their mediators (as their users).
     assert not [args for user, args in rows if user == "root" and "/opt/jupyterhub/" in args]
     # supervisord started it as root for its sandbox (this platform allows
     # one, molecule.yml), and setpriv dropped it to its account.
-    check_sandboxed(host, int(hub_pid.split()[0]), "jupyterhub")
+    check_sandboxed(host, hub_pid, "jupyterhub")
 
 
 def test_the_hub_s_state_and_secrets_are_its_account_s_alone():
@@ -209,8 +211,7 @@ def test_the_old_server_stops_and_a_new_one_spawns_through_sudospawner(certifica
     server = host.process.get(pid=pid)
     assert server.user == "alice"
     # sudo and the mediator run in the hub's sandbox, and so does the server.
-    hub_pid = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
-    assert mount_namespace(host, pid) == mount_namespace(host, hub_pid)
+    assert mount_namespace(host, pid) == mount_namespace(host, oldest_pid(host, HUB_PROCESS))
     assert int(host.check_output(f"ps -o ni= -p {pid}")) == 10
     assert run_code(host, certificate, "alice", shared["token"], "5*4") == "20"
     whoami = run_code(

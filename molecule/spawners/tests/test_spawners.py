@@ -16,10 +16,12 @@ import time
 import pytest
 from hub_client import (
     HUB_APP,
+    HUB_PROCESS,
     check_sandboxed,
     hub_app,
     hub_url,
     log_in,
+    oldest_pid,
     run_code,
     run_playbook,
     save_certificate,
@@ -147,10 +149,8 @@ def test_the_hub_and_the_proxy_that_started_it_are_sandboxed(host):
     """Every platform here lets root make mount namespaces (molecule.yml): the server
     above was started by a hub with read-only system directories and a /tmp of its
     own (supervisor_sandbox), whichever process starts the kind's servers."""
-    hub = int(host.check_output("pgrep -o -f 'bin/jupyterhub --config'"))
-    check_sandboxed(host, hub, "jupyterhub")
-    proxy = int(host.check_output("pgrep -o -f configurable-http-proxy"))
-    check_sandboxed(host, proxy, "jupyterhub-proxy")
+    check_sandboxed(host, oldest_pid(host, HUB_PROCESS), "jupyterhub")
+    check_sandboxed(host, oldest_pid(host, "configurable-http-proxy"), "jupyterhub-proxy")
 
 
 def test_the_form_s_values_reach_the_kernel(host, trusted_certificate):

@@ -160,8 +160,9 @@ def supervisord_can_unshare() -> None:
     """
     pids = {"1": "init"}
     for pid_file in SUPERVISORD_PID_FILES:
-        if pid_file.is_file() and Path(f"/proc/{pid_file.read_text().strip()}").is_dir():
-            pids[pid_file.read_text().strip()] = "supervisord"
+        running = pid_file.read_text().strip() if pid_file.is_file() else ""
+        if running and Path(f"/proc/{running}").is_dir():
+            pids[running] = "supervisord"
             break
     for pid, name in pids.items():
         status = Path(f"/proc/{pid}/status").read_text()
