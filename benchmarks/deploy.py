@@ -13,9 +13,12 @@ does. The bundle goes in as ``git archive REF`` (a fresh clone's files).
 
 1. Cold: ``./bin/deploy`` (it installs Ansible, then runs site.yml with the
    embedded inventory), timed whole, with Ansible's profile_tasks.
-2. Re-run: ``./bin/deploy`` again on the deployed host (changed=0 expected).
+2. Re-run: ``./bin/deploy`` again on the deployed host (changed=0 expected),
+   then once more with ``ANSIBLE_STRATEGY=linear`` (Ansible's own strategy
+   instead of Mitogen's, which bin/deploy selects), side by side.
 3. The re-run's floor: as many module runs as the re-run's recap counts (ok),
-   each a ``stat`` of /, through the same Ansible on the same host.
+   each a ``stat`` of /, through the same Ansible on the same host, with each
+   of the two strategies.
 4. The cold run's floor, in a second fresh container: the package installs
    alone, the same packages at the same versions as the deploy installed them:
    ``apt-get update`` and ``apt-get install`` of every Debian package the deploy
@@ -131,26 +134,37 @@ def frozen_requirements(container: str, venv: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-def deploy(container: str) -> tuple[float, str]:
+def deploy(container: str, environment: str = "") -> tuple[float, str]:
     script = (
-        f"cd {BUNDLE} && ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks "
+        f"cd {BUNDLE} && {environment} ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks "
         "PROFILE_TASKS_TASK_OUTPUT_LIMIT=15 ANSIBLE_NOCOLOR=1 ./bin/deploy"
     )
     seconds, output, _ = shell(container, script)
     return seconds, output
 
 
-def ansible_floor(container: str, tasks: int) -> float:
+# What bin/deploy exports to select Mitogen's strategy.
+MITOGEN = (
+    "ANSIBLE_STRATEGY=mitogen_linear ANSIBLE_STRATEGY_PLUGINS=$(.venv-deploy/bin/python -c "
+    "'import ansible_mitogen, os; print(os.path.join(os.path.dirname(ansible_mitogen.__file__), "
+    '"plugins", "strategy"))\')'
+)
+LINEAR = "ANSIBLE_STRATEGY=linear"
+
+
+def ansible_floor(container: str, tasks: int, strategy: str) -> float:
     """Seconds for ``tasks`` module runs that do nothing (``stat`` of /), through
-    the deploy's own Ansible and ansible.cfg on the same host: what any play of
-    that many tasks costs there before its modules do any work."""
+    the deploy's own Ansible and ansible.cfg on the same host, with ``strategy``
+    (MITOGEN or LINEAR): what any play of that many tasks costs there before its
+    modules do any work."""
     play = "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n" + (
         "    - ansible.builtin.stat: {path: /}\n" * tasks
     )
     podman("exec", "-i", container, "tee", f"{FLOOR_DIR}/noop.yml", stdin=play.encode())
     return shell(
         container,
-        f"cd {BUNDLE} && .venv-deploy/bin/ansible-playbook -i localhost, {FLOOR_DIR}/noop.yml",
+        f"cd {BUNDLE} && {strategy} .venv-deploy/bin/ansible-playbook -i localhost, "
+        f"{FLOOR_DIR}/noop.yml",
     )[0]
 
 
@@ -229,8 +243,10 @@ def main() -> int:
     installed_before = packages(host)
     cold, cold_output = deploy(host)
     again, again_output = deploy(host)
+    linear, linear_output = deploy(host, LINEAR)
     shell(host, f"mkdir -p {FLOOR_DIR}")
-    again_floor = ansible_floor(host, tasks_run(again_output))
+    again_floor = ansible_floor(host, tasks_run(again_output), MITOGEN)
+    linear_floor = ansible_floor(host, tasks_run(linear_output), LINEAR)
     added = sorted(packages(host) - installed_before)  # name=version: the same versions
     venvs = {path: frozen_requirements(host, path) for path in virtual_environments(host)}
     find_chp = f"find / -xdev -path '{CHP_PACKAGE_JSON}' -exec {VERSION_OF} {{}} \\; -quit"
@@ -259,6 +275,7 @@ def main() -> int:
         "```console",
         f"git archive {commit[:12]} | podman exec -i bench-deploy tar -x -C {BUNDLE}",
         f"podman exec bench-deploy bash -c 'cd {BUNDLE} && ./bin/deploy'   # cold, then again",
+        f"podman exec bench-deploy bash -c 'cd {BUNDLE} && {LINEAR} ./bin/deploy'",
         "podman exec bench-deploy-floor bash -c 'apt-get update; apt-get install <the packages "
         "the deploy added>; python3 -m venv + pip install --no-deps -r <each venv's freeze>; "
         "fetch npm's package and unpack it; npm install -g configurable-http-proxy@<its version>'",
@@ -274,6 +291,10 @@ def main() -> int:
         f"| the floor: {tasks_run(again_output)} module runs that do nothing (`stat` of /), "
         f"same Ansible, same host | {again_floor:.0f} | "
         f"re-run / floor = {again / again_floor:.2f} |",
+        f"| `{LINEAR} ./bin/deploy` re-run (Ansible's own strategy) | {linear:.0f} | "
+        f"{recap(linear_output)}; / Mitogen's = {linear / again:.2f} |",
+        f"| the floor with `{LINEAR}` | {linear_floor:.0f} | "
+        f"re-run / floor = {linear / linear_floor:.2f} |",
         "",
         "Slowest tasks, cold:",
         "",
