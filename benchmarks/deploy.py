@@ -45,6 +45,7 @@ from ci_time import CONTAINERS_CONF, REPO, benchmark_arguments, machine, what_el
 
 IMAGE = "localhost/jupyterhub-bundle-test:debian12"
 BUNDLE = "/root/jupyterhub-bundle"
+DEPLOY_VENV = f"{BUNDLE}/.venv-deploy"
 UNSAFE_IO = "/etc/dpkg/dpkg.cfg.d/test-image-unsafe-io"
 FLOOR_DIR = "/root/floor"
 CHP_PACKAGE_JSON = "*/node_modules/configurable-http-proxy/package.json"
@@ -199,10 +200,13 @@ def floor(
         requirements = f"{FLOOR_DIR}/requirements-{index}.txt"
         podman("exec", "-i", container, "tee", requirements, stdin=frozen.encode())
         target = f"{FLOOR_DIR}/venv-{index}"
+        # bin/deploy installs its own Ansible without compiling it; the roles'
+        # environments are compiled (their users cannot write the caches).
+        compile_option = "--no-compile " if path == DEPLOY_VENV else ""
         times[f"venv + pip install {path} ({len(frozen.split())} packages)"] = shell(
             container,
             f"/usr/bin/python3 -m venv {target} && {target}/bin/pip install -q "
-            f"--disable-pip-version-check --no-deps -r {requirements}",
+            f"--disable-pip-version-check {compile_option}--no-deps -r {requirements}",
         )[0]
     npm_cli = "npm"
     if npm:
