@@ -113,9 +113,15 @@ def xsrf_from(page: str) -> str:
     return match.group(1)
 
 
-def log_in(host, certificate: str, username: str, password: str) -> requests.Response:
-    """Log in through the hub's login form like a browser; return the last response."""
-    session = browser(certificate)
+def log_in(
+    host, certificate: str, username: str, password: str, *, name: str = HUB_NAME
+) -> requests.Response:
+    """Log in through the hub's login form like a browser; return the last response.
+
+    ``name``: the name TLS checks the certificate for (HUB_NAME, or the
+    container's address where the certificate names it).
+    """
+    session = browser(certificate, name)
     form = session.get(hub_url(host, "/hub/login"), timeout=30)
     assert form.status_code == 200, form.text[:500]
     response = session.post(
@@ -149,9 +155,17 @@ def user_token(host, username: str) -> str:
     return hub_app(host, "token", "create", username, "--note", "molecule-verify")
 
 
-def start_kernel(host, certificate: str, username: str, token: str, kernel: str = "python3") -> str:
+def start_kernel(
+    host,
+    certificate: str,
+    username: str,
+    token: str,
+    kernel: str = "python3",
+    *,
+    name: str = HUB_NAME,
+) -> str:
     """Start a kernel in the user's server through its REST API; return its id."""
-    session = browser(certificate)
+    session = browser(certificate, name)
     session.headers["Authorization"] = f"token {token}"
     response = session.post(
         hub_url(host, f"/user/{username}/api/kernels"), json={"name": kernel}, timeout=60
@@ -160,20 +174,28 @@ def start_kernel(host, certificate: str, username: str, token: str, kernel: str 
     return response.json()["id"]
 
 
-def delete_kernel(host, certificate: str, username: str, token: str, kernel_id: str) -> None:
-    session = browser(certificate)
+def delete_kernel(
+    host, certificate: str, username: str, token: str, kernel_id: str, *, name: str = HUB_NAME
+) -> None:
+    session = browser(certificate, name)
     session.headers["Authorization"] = f"token {token}"
     session.delete(hub_url(host, f"/user/{username}/api/kernels/{kernel_id}"), timeout=30)
 
 
 def _kernel_channels(
-    host, certificate: str, username: str, token: str, kernel_id: str, timeout: float
+    host,
+    certificate: str,
+    username: str,
+    token: str,
+    kernel_id: str,
+    timeout: float,
+    name: str = HUB_NAME,
 ) -> websocket.WebSocket:
     ws_url = f"wss://{container_address(host)}/user/{username}/api/kernels/{kernel_id}/channels"
     return websocket.create_connection(
         ws_url,
         header=[f"Authorization: token {token}"],
-        sslopt={"context": trusting(certificate), "server_hostname": HUB_NAME},
+        sslopt={"context": trusting(certificate), "server_hostname": name},
         timeout=timeout,
     )
 
@@ -234,6 +256,8 @@ def execute(
     kernel_id: str,
     code: str,
     timeout: float = 60,
+    *,
+    name: str = HUB_NAME,
 ) -> str:
     """Run ``code`` in a running kernel over its websocket; return its text result.
 
@@ -242,7 +266,7 @@ def execute(
     execute_result); else everything the code printed (kernels such as bash print
     rather than return). Fails if the kernel has not gone idle within ``timeout`` s.
     """
-    ws = _kernel_channels(host, certificate, username, token, kernel_id, timeout)
+    ws = _kernel_channels(host, certificate, username, token, kernel_id, timeout, name)
     try:
         msg_id = _send_execute(ws, username, code)
         printed: list[str] = []
@@ -290,13 +314,15 @@ def run_code(
     code: str,
     kernel: str = "python3",
     timeout: float = 60,
+    *,
+    name: str = HUB_NAME,
 ) -> str:
     """Start a kernel, run ``code`` in it (see :func:`execute`), delete the kernel."""
-    kernel_id = start_kernel(host, certificate, username, token, kernel)
+    kernel_id = start_kernel(host, certificate, username, token, kernel, name=name)
     try:
-        return execute(host, certificate, username, token, kernel_id, code, timeout)
+        return execute(host, certificate, username, token, kernel_id, code, timeout, name=name)
     finally:
-        delete_kernel(host, certificate, username, token, kernel_id)
+        delete_kernel(host, certificate, username, token, kernel_id, name=name)
 
 
 class Poller(threading.Thread):
