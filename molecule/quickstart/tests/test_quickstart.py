@@ -86,3 +86,15 @@ def test_check_mode_finds_nothing_to_change(host):
     run = host.run("cd /root/jupyterhub-bundle && ANSIBLE_NOCOLOR=1 ./bin/deploy --check --diff")
     assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert recap_changed(run.stdout) == 0, run.stdout[run.stdout.rindex("PLAY RECAP") :]
+
+
+def test_another_inventory_runs_ansibles_own_strategy(host):
+    # With -i, bin/deploy keeps Ansible's own strategy (its hosts may lack
+    # python3-apt, which Mitogen's needs): the same inventory, named, in check mode.
+    run = host.run(
+        "cd /root/jupyterhub-bundle && ANSIBLE_NOCOLOR=1 "
+        "./bin/deploy -i inventories/local/hosts.yml --check"
+    )
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "Running site.yml with the linear strategy" in run.stdout
+    assert recap_changed(run.stdout) == 0, run.stdout[run.stdout.rindex("PLAY RECAP") :]
