@@ -33,6 +33,8 @@ HUB_APP = "/opt/jupyterhub/venv/bin/hub-app"
 # so requests go to the container's address while TLS checks this name.
 HUB_NAME = "hub.molecule.test"
 CERTIFICATE = "/etc/jupyterhub/tls/fullchain.pem"
+# Where the play writes the initial administrator's generated password.
+INITIAL_ADMIN_CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
 
 
 def podman_address(name: str) -> str:
@@ -132,6 +134,14 @@ def log_in(
     )
     response.session = session  # type: ignore[attr-defined]
     return response
+
+
+def initial_admin_password(host) -> str:
+    """The initial administrator's password, as the play wrote it on the host."""
+    credentials = host.file(INITIAL_ADMIN_CREDENTIALS).content_string
+    match = re.search(r"^password: (\S+)$", credentials, re.MULTILINE)
+    assert match, f"{INITIAL_ADMIN_CREDENTIALS} holds no password line"
+    return match.group(1)
 
 
 def session_page(host, certificate: str, cookies: str) -> requests.Response:

@@ -22,11 +22,13 @@ from hub_client import (
     CERTIFICATE,
     HUB_APP,
     HUB_PROCESS,
+    INITIAL_ADMIN_CREDENTIALS,
     browser,
     check_sandboxed,
     container_address,
     hub_app,
     hub_url,
+    initial_admin_password,
     log_in,
     mount_namespace,
     oldest_pid,
@@ -40,7 +42,6 @@ TEST_USER = "alice"
 # Test-only password: its hash is in molecule.yml's inventory.
 TEST_PASSWORD = "molecule-alice-password"
 INITIAL_ADMIN = "hubadmin"
-INITIAL_ADMIN_CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
 # Root may make mount namespaces on debian13 only (molecule.yml), as on a real
 # host; debian12 is an unprivileged container.
 SANDBOXED_PLATFORMS = {"debian13"}
@@ -166,9 +167,7 @@ def test_a_user_logs_in_through_the_login_form(host, trusted_certificate):
 
 
 def test_the_initial_admin_logs_in_with_the_generated_password(host, trusted_certificate):
-    credentials = host.file(INITIAL_ADMIN_CREDENTIALS).content_string
-    password = re.search(r"^password: (\S+)$", credentials, re.MULTILINE).group(1)
-    response = log_in(host, trusted_certificate, INITIAL_ADMIN, password)
+    response = log_in(host, trusted_certificate, INITIAL_ADMIN, initial_admin_password(host))
     assert response.status_code == 302
     admin_page = response.session.get(hub_url(host, "/hub/admin"), timeout=30)  # type: ignore[attr-defined]
     assert admin_page.status_code == 200

@@ -11,8 +11,10 @@ import re
 import pytest
 from hub_client import (
     CERTIFICATE,
+    INITIAL_ADMIN_CREDENTIALS,
     container_address,
     hub_app,
+    initial_admin_password,
     log_in,
     recap_changed,
     run_code,
@@ -21,8 +23,16 @@ from hub_client import (
 )
 
 DEPLOY_LOG = "/root/bin-deploy.log"
-CREDENTIALS = "/root/jupyterhub-initial-admin.txt"
 INITIAL_ADMIN = "hubadmin"
+
+
+def deploy_in_check_mode(host, arguments: str) -> str:
+    """Run ``./bin/deploy ARGUMENTS`` (check mode) on the host; it must pass and
+    find nothing to change. Returns its output."""
+    run = host.run(f"cd /root/jupyterhub-bundle && ANSIBLE_NOCOLOR=1 ./bin/deploy {arguments}")
+    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert recap_changed(run.stdout) == 0, run.stdout[run.stdout.rindex("PLAY RECAP") :]
+    return run.stdout
 
 
 @pytest.fixture
@@ -48,11 +58,11 @@ def test_the_second_run_changed_nothing(deploy_output):
 def test_the_deploy_says_where_the_hub_is_and_how_to_log_in(deploy_output):
     text = " ".join(deploy_output.split())
     assert "JupyterHub is up at https://localhost/" in text
-    assert f"Log in as '{INITIAL_ADMIN}'; its password is in {CREDENTIALS}" in text
+    assert f"Log in as '{INITIAL_ADMIN}'; its password is in {INITIAL_ADMIN_CREDENTIALS}" in text
 
 
 def test_only_root_reads_the_initial_password(host):
-    credentials = host.file(CREDENTIALS)
+    credentials = host.file(INITIAL_ADMIN_CREDENTIALS)
     assert credentials.user == "root"
     assert credentials.mode == 0o600
 
@@ -66,10 +76,7 @@ def test_the_certificate_names_localhost_and_the_hosts_address(host):
 def test_the_initial_admin_logs_in_starts_a_server_and_runs_code(host, certificate):
     # From another machine, by the host's address, which the certificate names.
     address = container_address(host)
-    password = re.search(
-        r"^password: (\S+)$", host.file(CREDENTIALS).content_string, re.MULTILINE
-    ).group(1)
-    response = log_in(host, certificate, INITIAL_ADMIN, password, name=address)
+    response = log_in(host, certificate, INITIAL_ADMIN, initial_admin_password(host), name=address)
     assert response.status_code == 302
     # Logged in: on to the hub (its spawn page, for a user with no server yet).
     assert "/hub/" in response.headers["Location"], response.headers["Location"]
@@ -83,18 +90,11 @@ def test_the_initial_admin_logs_in_starts_a_server_and_runs_code(host, certifica
 
 def test_check_mode_finds_nothing_to_change(host):
     # The README's way to see what a run would change, through the same strategy.
-    run = host.run("cd /root/jupyterhub-bundle && ANSIBLE_NOCOLOR=1 ./bin/deploy --check --diff")
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert recap_changed(run.stdout) == 0, run.stdout[run.stdout.rindex("PLAY RECAP") :]
+    deploy_in_check_mode(host, "--check --diff")
 
 
 def test_another_inventory_runs_ansibles_own_strategy(host):
     # With -i, bin/deploy keeps Ansible's own strategy (its hosts may lack
     # python3-apt, which Mitogen's needs): the same inventory, named, in check mode.
-    run = host.run(
-        "cd /root/jupyterhub-bundle && ANSIBLE_NOCOLOR=1 "
-        "./bin/deploy -i inventories/local/hosts.yml --check"
-    )
-    assert run.rc == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "Running site.yml with the linear strategy" in run.stdout
-    assert recap_changed(run.stdout) == 0, run.stdout[run.stdout.rindex("PLAY RECAP") :]
+    output = deploy_in_check_mode(host, "-i inventories/local/hosts.yml --check")
+    assert "Running site.yml with the linear strategy" in output
